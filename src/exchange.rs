@@ -1,0 +1,478 @@
+//! Exchange: one fence, start to finish.
+//!
+//! Validate the target, start GFS2 discovery beside everything else, arm the
+//! response watch, publish the request, record `initiated`, wait, withdraw an
+//! unanswered request, and record exactly one final event.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::discovery::Discovery;
+use crate::journal::{lossless_text, EventStatus, FenceEvent, Journal};
+use crate::protocol::{self, Request};
+use crate::settings::Settings;
+use crate::spool;
+use crate::wait::{self, DirWatch, WaitOutcome};
+
+/// File mode of request files: the responder (another user, maybe) reads them.
+pub const REQUEST_MODE: u32 = 0o644;
+
+/// How a fence ended. Expected results, not errors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FenceOutcome {
+    /// The responder answered (successfully or not).
+    Answered {
+        request_id: String,
+        success: bool,
+        message: String,
+        action_performed: Option<String>,
+        response_path: PathBuf,
+        elapsed: Duration,
+    },
+    /// No answer before the deadline; the request was withdrawn if still there.
+    TimedOut {
+        request_id: String,
+        elapsed: Duration,
+        detail: String,
+    },
+    /// A signal ended the wait; the request was withdrawn if still there.
+    Interrupted {
+        request_id: String,
+        elapsed: Duration,
+        reason: String,
+    },
+    /// The target name is not acceptable: nothing was written.
+    Refused { detail: String },
+    /// The request could not be published.
+    Failed { detail: String },
+}
+
+impl FenceOutcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, FenceOutcome::Answered { success: true, .. })
+    }
+}
+
+/// This host's name, as the `recorder_node` of requests and records.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it on success (truncation is handled by the search below).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    lossless_text(&buf[..end])
+}
+
+/// Everything a fence needs besides the settings.
+pub struct FenceCall<'a> {
+    /// The action written into the request (`off`, `reboot`).
+    pub action: &'a str,
+    /// The target as received (may be hostile; bytes, not yet validated).
+    pub target: &'a [u8],
+    pub recorder_node: &'a str,
+}
+
+struct EventBase<'a> {
+    call: &'a FenceCall<'a>,
+    target: String,
+    request_id: Option<String>,
+}
+
+impl EventBase<'_> {
+    fn event(&self, status: EventStatus, details: String, gfs2: &[String]) -> FenceEvent {
+        FenceEvent {
+            timestamp: protocol::utc_now_rfc3339(),
+            action: self.call.action.to_string(),
+            target_node: self.target.clone(),
+            status: status.as_str(),
+            details,
+            recorder_node: self.call.recorder_node.to_string(),
+            pacemaker_action: self.call.action.to_string(),
+            gfs2_filesystems: gfs2.to_vec(),
+            request_id: self.request_id.clone(),
+            action_performed: None,
+            elapsed_ms: None,
+            response_file: None,
+        }
+    }
+}
+
+/// Discovery as the exchange sees it: names once known, one log line.
+struct Gfs2 {
+    discovery: Discovery,
+    target: String,
+    names: Vec<String>,
+    logged: bool,
+}
+
+impl Gfs2 {
+    /// Logs the result once when it arrives; returns the names known so far.
+    fn check(&mut self) -> &[String] {
+        if !self.logged {
+            if let Some(result) = self.discovery.poll() {
+                self.logged = true;
+                match result {
+                    Ok(names) => {
+                        self.names = names.clone();
+                        info!(
+                            "GFS2 filesystems for {}: {}",
+                            self.target,
+                            serde_json::to_string(names).unwrap_or_default()
+                        );
+                    }
+                    Err(why) => warn!(
+                        "GFS2 filesystems for {}: [] (discovery failed: {why})",
+                        self.target
+                    ),
+                }
+            }
+        }
+        &self.names
+    }
+}
+
+/// Runs one fence exchange. `interrupted` is asked at least every 50 ms
+/// during the wait and ends it when it returns a reason.
+pub fn fence(
+    settings: &Settings,
+    journal: &Journal,
+    call: &FenceCall<'_>,
+    mut interrupted: impl FnMut() -> Option<String>,
+) -> FenceOutcome {
+    let started = Instant::now();
+    let deadline = started + settings.fence_timeout;
+    let shown_target = lossless_text(call.target);
+    info!(
+        "Fence action requested: {} for target: {shown_target}",
+        call.action
+    );
+    let mut base = EventBase {
+        call,
+        target: shown_target.clone(),
+        request_id: None,
+    };
+    let target = match std::str::from_utf8(call.target)
+        .map_err(|_| "the target node name is not valid UTF-8".to_string())
+        .and_then(|t| protocol::validate_target(t).map(|()| t))
+    {
+        Ok(t) => t,
+        Err(why) => {
+            let detail = format!("refused target {shown_target:?}: {why}");
+            error!("{detail}");
+            journal.record(&base.event(EventStatus::Failed, detail.clone(), &[]));
+            return FenceOutcome::Refused { detail };
+        }
+    };
+
+    let mut gfs2 = Gfs2 {
+        discovery: Discovery::start(
+            settings.kubectl_path.as_deref(),
+            settings.discovery_timeout,
+            target,
+        ),
+        target: target.to_string(),
+        names: Vec::new(),
+        logged: false,
+    };
+    let request = Request::new(call.action, target, call.recorder_node);
+    base.request_id = Some(request.request_id.clone());
+    let name = request.file_name();
+
+    if let Some(problem) = directory_problem(&settings.response_dir, false) {
+        return publish_failed(journal, &base, &mut gfs2, problem);
+    }
+    let wanted = name.clone();
+    let watch = DirWatch::arm(&settings.response_dir, settings.force_poll, move |n| {
+        n == wanted.as_str()
+    });
+    if let Some(why) = &watch.watcher_error {
+        warn!(
+            "{why}; polling every {:.3} s instead",
+            settings.poll_interval.as_secs_f64()
+        );
+    }
+    let request_path = match spool::write_atomic(
+        &settings.request_dir,
+        &name,
+        &request.to_json(),
+        REQUEST_MODE,
+    ) {
+        Ok(p) => p,
+        Err(e) => return publish_failed(journal, &base, &mut gfs2, e.to_string()),
+    };
+    info!(
+        "Fence request written: {} (request_id {})",
+        request_path.display(),
+        request.request_id
+    );
+    let names = gfs2.check().to_vec();
+    journal.record(&base.event(
+        EventStatus::Initiated,
+        format!("Fence action {} initiated by Pacemaker", call.action),
+        &names,
+    ));
+
+    let outcome = wait::wait_for_response(
+        &watch,
+        &name,
+        &request.request_id,
+        started,
+        deadline,
+        settings.poll_interval,
+        || {
+            gfs2.check();
+            interrupted()
+        },
+    );
+    drop(watch);
+    let names = gfs2.check().to_vec();
+
+    match outcome {
+        WaitOutcome::Answered {
+            answer,
+            path,
+            elapsed,
+        } => {
+            let status = if answer.success {
+                EventStatus::Completed
+            } else {
+                EventStatus::Failed
+            };
+            let shown = if answer.message.is_empty() {
+                "(no message)".to_string()
+            } else {
+                answer.message.clone()
+            };
+            if answer.success {
+                info!("Fence response received: success: {shown}");
+            } else {
+                error!("Fence response received: failure: {shown}");
+            }
+            let mut ev = base.event(status, answer.message.clone(), &names);
+            ev.action_performed = answer.action_performed.clone();
+            ev.elapsed_ms = Some(elapsed.as_millis() as u64);
+            ev.response_file = Some(path.display().to_string());
+            journal.record(&ev);
+            FenceOutcome::Answered {
+                request_id: request.request_id,
+                success: answer.success,
+                message: answer.message,
+                action_performed: answer.action_performed,
+                response_path: path,
+                elapsed,
+            }
+        }
+        WaitOutcome::TimedOut {
+            elapsed,
+            last_problem,
+        } => {
+            let mut detail = format!(
+                "no response within {:.3} s",
+                settings.fence_timeout.as_secs_f64()
+            );
+            if let Some(p) = last_problem {
+                detail.push_str(&format!("; last seen: {p}"));
+            }
+            detail.push_str(&withdraw(&request_path));
+            error!("Fence timed out: {detail}");
+            let mut ev = base.event(EventStatus::Timeout, detail.clone(), &names);
+            ev.elapsed_ms = Some(elapsed.as_millis() as u64);
+            journal.record(&ev);
+            FenceOutcome::TimedOut {
+                request_id: request.request_id,
+                elapsed,
+                detail,
+            }
+        }
+        WaitOutcome::Interrupted { elapsed, reason } => {
+            let detail = format!("wait interrupted ({reason}){}", withdraw(&request_path));
+            error!("Fence interrupted: {detail}");
+            let mut ev = base.event(EventStatus::Interrupted, detail.clone(), &names);
+            ev.elapsed_ms = Some(elapsed.as_millis() as u64);
+            journal.record(&ev);
+            FenceOutcome::Interrupted {
+                request_id: request.request_id,
+                elapsed,
+                reason: detail,
+            }
+        }
+    }
+}
+
+fn publish_failed(
+    journal: &Journal,
+    base: &EventBase<'_>,
+    gfs2: &mut Gfs2,
+    problem: String,
+) -> FenceOutcome {
+    let detail = format!("request not sent: {problem}");
+    error!("{detail}");
+    let names = gfs2.check().to_vec();
+    journal.record(&base.event(EventStatus::Failed, detail.clone(), &names));
+    FenceOutcome::Failed { detail }
+}
+
+/// Removes an unanswered request so a late responder cannot act on it after
+/// the agent has reported failure. Returns a note for the record.
+fn withdraw(request_path: &std::path::Path) -> String {
+    match fs::remove_file(request_path) {
+        Ok(()) => {
+            if let Some(dir) = request_path.parent() {
+                let _ = spool::sync_dir(dir);
+            }
+            format!("; request {} withdrawn", request_path.display())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            "; the request had already been taken by the responder".into()
+        }
+        Err(e) => format!(
+            "; request {} could not be withdrawn: {e}",
+            request_path.display()
+        ),
+    }
+}
+
+/// Why `dir` is not a usable directory (None: it is). With `create`, a
+/// missing directory is created first.
+pub fn directory_problem(dir: &std::path::Path, create: bool) -> Option<String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if create {
+        if let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o755).create(dir) {
+            return Some(format!("cannot create directory {}: {e}", dir.display()));
+        }
+    }
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Some(format!("directory {} does not exist", dir.display()))
+        }
+        Err(e) => Some(format!("cannot examine directory {}: {e}", dir.display())),
+        Ok(m) if m.file_type().is_symlink() => match fs::metadata(dir) {
+            Ok(t) if t.is_dir() => access_problem(dir),
+            _ => Some(format!("{} is not a directory", dir.display())),
+        },
+        Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", dir.display())),
+        Ok(_) => access_problem(dir),
+    }
+}
+
+fn access_problem(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: c is a valid NUL-terminated path.
+    let rc = unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK | libc::X_OK) };
+    if rc == 0 {
+        None
+    } else {
+        Some(format!(
+            "directory {} is not readable and writable: {}",
+            dir.display(),
+            io::Error::last_os_error()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{resolve, SettingsInput};
+    use crate::spool::testdir::TempDir;
+    use std::thread;
+
+    fn setup(d: &TempDir, timeout: &str) -> (Settings, Journal) {
+        for sub in ["req", "resp"] {
+            fs::create_dir(d.path().join(sub)).unwrap();
+        }
+        let p = |s: &str| Some(d.path().join(s).display().to_string());
+        let input = SettingsInput {
+            request_dir: p("req"),
+            response_dir: p("resp"),
+            log_dir: p("log"),
+            fence_timeout: Some(timeout.into()),
+            kubectl_path: Some(String::new()),
+            ..Default::default()
+        };
+        let s = resolve(&input, |_| None).unwrap();
+        let j = Journal::new(&s.log_dir, &s.main_log, s.log_mode);
+        (s, j)
+    }
+
+    fn answer_first_request(s: &Settings, body: impl Fn(&str) -> String + Send + 'static) -> thread::JoinHandle<()> {
+        let (req, resp) = (s.request_dir.clone(), s.response_dir.clone());
+        thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                for e in fs::read_dir(&req).unwrap() {
+                    let n = e.unwrap().file_name().into_string().unwrap();
+                    if n.ends_with(".json") && !n.starts_with('.') {
+                        let id = n.trim_end_matches(".json").to_string();
+                        spool::write_atomic(&resp, &n, body(&id).as_bytes(), 0o644).unwrap();
+                        fs::remove_file(req.join(&n)).unwrap();
+                        return;
+                    }
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        })
+    }
+
+    #[test]
+    fn success_answer_is_recorded_and_kept() {
+        let d = TempDir::new("exchange");
+        let (s, j) = setup(&d, "10");
+        let t = answer_first_request(&s, |id| {
+            format!(r#"{{"request_id":"{id}","success":true,"message":"done","action_performed":"off"}}"#)
+        });
+        let call = FenceCall { action: "reboot", target: b"compute-node-3", recorder_node: "rabbit" };
+        let out = fence(&s, &j, &call, || None);
+        t.join().unwrap();
+        let FenceOutcome::Answered { success: true, response_path, .. } = &out else { panic!("{out:?}") };
+        assert!(response_path.exists(), "the response is NNF's record and stays");
+        let jsonl = fs::read_to_string(j.detailed_log()).unwrap();
+        let statuses: Vec<String> = jsonl
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(statuses, ["initiated", "completed"]);
+    }
+
+    #[test]
+    fn no_answer_times_out_and_withdraws_the_request() {
+        let d = TempDir::new("exchange");
+        let (s, j) = setup(&d, "1");
+        let call = FenceCall { action: "off", target: b"compute-node-3", recorder_node: "rabbit" };
+        let out = fence(&s, &j, &call, || None);
+        let FenceOutcome::TimedOut { elapsed, detail, .. } = &out else { panic!("{out:?}") };
+        assert!(*elapsed >= Duration::from_secs(1));
+        assert!(detail.contains("withdrawn"), "{detail}");
+        assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn bad_target_writes_nothing() {
+        let d = TempDir::new("exchange");
+        let (s, j) = setup(&d, "1");
+        let call = FenceCall { action: "off", target: b"../../etc\npasswd", recorder_node: "rabbit" };
+        let out = fence(&s, &j, &call, || None);
+        assert!(matches!(out, FenceOutcome::Refused { .. }), "{out:?}");
+        assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
+        let readable = fs::read_to_string(j.readable_log()).unwrap();
+        assert_eq!(readable.lines().count(), 1);
+    }
+
+    #[test]
+    fn missing_request_dir_fails_naming_it() {
+        let d = TempDir::new("exchange");
+        let (mut s, j) = setup(&d, "1");
+        s.request_dir = d.path().join("gone");
+        let call = FenceCall { action: "off", target: b"n1", recorder_node: "rabbit" };
+        let FenceOutcome::Failed { detail } = fence(&s, &j, &call, || None) else { panic!() };
+        assert!(detail.contains("gone"), "{detail}");
+    }
+}

@@ -1,0 +1,392 @@
+//! Journal: the three log files of fence events.
+//!
+//! - `fence-events.log` (or `$FENCE_LOG`): every message, `[time] [LEVEL] text`
+//! - `fence-events-readable.log`: one grep-friendly line per event
+//! - `fence-events-detailed.jsonl`: one JSON object per event
+//!
+//! Each record is one `write(2)` on a descriptor opened with `O_APPEND` just
+//! for that record, so concurrent agents never interleave lines and logrotate
+//! (`create` or `copytruncate`) loses nothing. Every field is escaped so one
+//! record is always one line. A log that cannot be written is reported on
+//! stderr and to syslog, once per file, and never changes a fence's outcome.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fmt::{self, Write as _};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+pub const READABLE_LOG_NAME: &str = "fence-events-readable.log";
+pub const DETAILED_LOG_NAME: &str = "fence-events-detailed.jsonl";
+
+/// Severity of a main-log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// The lifecycle states a fence event is recorded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// The request is published (written before the wait starts).
+    Initiated,
+    /// A success answer arrived.
+    Completed,
+    /// A failure answer arrived, or the request could not be made.
+    Failed,
+    /// No answer before `fence_timeout`.
+    Timeout,
+    /// A signal ended the wait.
+    Interrupted,
+    /// `on`: the node's fenced records were removed.
+    Unfenced,
+    /// `on`: there was nothing to remove.
+    AlreadyUnfenced,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Initiated => "initiated",
+            EventStatus::Completed => "completed",
+            EventStatus::Failed => "failed",
+            EventStatus::Timeout => "timeout",
+            EventStatus::Interrupted => "interrupted",
+            EventStatus::Unfenced => "unfenced",
+            EventStatus::AlreadyUnfenced => "already_unfenced",
+        }
+    }
+}
+
+/// One fence event, as written to the readable and detailed logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct FenceEvent {
+    pub timestamp: String,
+    pub action: String,
+    pub target_node: String,
+    pub status: &'static str,
+    pub details: String,
+    pub recorder_node: String,
+    pub pacemaker_action: String,
+    pub gfs2_filesystems: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_performed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_file: Option<String>,
+}
+
+/// Where the journal writes, and with which file mode.
+#[derive(Debug)]
+pub struct Journal {
+    log_dir: PathBuf,
+    main_log: PathBuf,
+    mode: u32,
+    /// Files already reported as unwritable (reported once each).
+    reported: Mutex<HashSet<PathBuf>>,
+}
+
+impl Journal {
+    pub fn new(log_dir: &Path, main_log: &Path, mode: u32) -> Journal {
+        Journal {
+            log_dir: log_dir.to_path_buf(),
+            main_log: main_log.to_path_buf(),
+            mode,
+            reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn main_log(&self) -> &Path {
+        &self.main_log
+    }
+
+    pub fn readable_log(&self) -> PathBuf {
+        self.log_dir.join(READABLE_LOG_NAME)
+    }
+
+    pub fn detailed_log(&self) -> PathBuf {
+        self.log_dir.join(DETAILED_LOG_NAME)
+    }
+
+    /// Appends one line to the main log.
+    pub fn log(&self, level: Level, message: &str) {
+        let line = format!(
+            "[{}] [{}] {}\n",
+            local_now(),
+            level.as_str(),
+            escape_line(message)
+        );
+        self.append(&self.main_log, line.as_bytes());
+    }
+
+    /// Writes an event to the readable and detailed logs, then says so in the
+    /// main log.
+    pub fn record(&self, event: &FenceEvent) {
+        let gfs2 = serde_json::to_string(&event.gfs2_filesystems).unwrap_or_else(|_| "[]".into());
+        let readable = format!(
+            "[{}] ACTION={} TARGET={} GFS2={} STATUS={} DETAILS={}\n",
+            local_now(),
+            escape_line(&event.action),
+            escape_line(&event.target_node),
+            escape_line(&gfs2),
+            event.status,
+            escape_line(&event.details)
+        );
+        self.append(&self.readable_log(), readable.as_bytes());
+        let mut json = serde_json::to_vec(event).expect("an event always serializes");
+        json.push(b'\n');
+        self.append(&self.detailed_log(), &json);
+        self.log(
+            Level::Info,
+            &format!(
+                "Recorded fence event: action={}, target={}, status={}",
+                event.action, event.target_node, event.status
+            ),
+        );
+    }
+
+    fn append(&self, path: &Path, bytes: &[u8]) {
+        if let Err(e) = append_record(path, bytes, self.mode) {
+            let first = self
+                .reported
+                .lock()
+                .map(|mut r| r.insert(path.to_path_buf()))
+                .unwrap_or(true);
+            if first {
+                report_log_failure(&format!(
+                    "cannot write log {}: {e}; the fence goes on without it",
+                    path.display()
+                ));
+            }
+        }
+    }
+}
+
+/// Appends `bytes` with a single `write(2)` on a fresh `O_APPEND` descriptor
+/// (never following a symlink), creating the file and its directory if needed.
+pub fn append_record(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let open = || {
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let mut f = match open() {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+            }
+            open()?
+        }
+        Err(e) => return Err(e),
+    };
+    let written = f.write(bytes)?;
+    if written != bytes.len() {
+        // Only a full disk or a size limit stops a regular-file append short.
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write ({written} of {} bytes)", bytes.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Tells the operator, on stderr and in syslog, that a log is not being kept.
+pub fn report_log_failure(message: &str) {
+    eprintln!("fence_gfs2_recorder: {message}");
+    if let Ok(c) = CString::new(message.replace('%', "%%")) {
+        let ident = c"fence_gfs2_recorder";
+        // SAFETY: both strings are NUL-terminated and live across the calls;
+        // the format string is a constant and the message is passed as its argument.
+        unsafe {
+            libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+            libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), c.as_ptr());
+            libc::closelog();
+        }
+    }
+}
+
+/// `2025-01-10 14:23:15` in local time.
+pub fn local_now() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Escapes a value so it can never end or forge a line: backslash, control
+/// characters (C0, DEL, C1) and Unicode line/paragraph separators.
+pub fn escape_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for bytes that may not be UTF-8: invalid bytes become `\xNN`.
+pub fn lossless_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+struct MessageVisitor(String);
+
+impl tracing::field::Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+/// A `tracing` subscriber that writes every event to the main log.
+pub struct MainLogSubscriber(pub Arc<Journal>);
+
+impl tracing::Subscriber for MainLogSubscriber {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut v = MessageVisitor(String::new());
+        event.record(&mut v);
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => Level::Error,
+            tracing::Level::WARN => Level::Warning,
+            tracing::Level::INFO => Level::Info,
+            _ => Level::Debug,
+        };
+        self.0.log(level, &v.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Runs `f` with every `tracing` event of this thread going to the main log.
+pub fn with_main_log<R>(journal: &Arc<Journal>, f: impl FnOnce() -> R) -> R {
+    let dispatch = tracing::Dispatch::new(MainLogSubscriber(Arc::clone(journal)));
+    tracing::dispatcher::with_default(&dispatch, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::testdir::TempDir;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn event(status: EventStatus, target: &str, details: &str) -> FenceEvent {
+        FenceEvent {
+            timestamp: "2025-01-10T14:23:16Z".into(),
+            action: "reboot".into(),
+            target_node: target.into(),
+            status: status.as_str(),
+            details: details.into(),
+            recorder_node: "rabbit-node-1".into(),
+            pacemaker_action: "reboot".into(),
+            gfs2_filesystems: vec!["nnf-storage-1".into()],
+            request_id: Some("r1".into()),
+            action_performed: None,
+            elapsed_ms: None,
+            response_file: None,
+        }
+    }
+
+    #[test]
+    fn escaping_keeps_one_line() {
+        assert_eq!(escape_line("a\nb\r\tc\\d\u{1b}[31m\u{2028}"), "a\\nb\\r\\tc\\\\d\\u{001b}[31m\\u{2028}");
+        assert_eq!(lossless_text(b"ok\xff\\"), "ok\\xff\\\\");
+    }
+
+    #[test]
+    fn three_files_one_line_each() {
+        let d = TempDir::new("journal");
+        let j = Journal::new(&d.path().join("logs"), &d.path().join("logs/fence-events.log"), 0o600);
+        j.record(&event(EventStatus::Initiated, "evil\n[2025-01-01 00:00:00] [INFO] forged", "x\ny"));
+        let main = fs::read_to_string(j.main_log()).unwrap();
+        let readable = fs::read_to_string(j.readable_log()).unwrap();
+        let detailed = fs::read_to_string(j.detailed_log()).unwrap();
+        for text in [&main, &readable, &detailed] {
+            assert_eq!(text.lines().count(), 1, "{text}");
+        }
+        assert!(readable.contains("STATUS=initiated DETAILS=x\\ny"), "{readable}");
+        assert!(readable.contains("GFS2=[\"nnf-storage-1\"]"), "{readable}");
+        let v: serde_json::Value = serde_json::from_str(&detailed).unwrap();
+        assert_eq!(v["target_node"], "evil\n[2025-01-01 00:00:00] [INFO] forged");
+        assert_eq!(v["status"], "initiated");
+        for p in [j.main_log().to_path_buf(), j.readable_log(), j.detailed_log()] {
+            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn symlinked_log_is_not_followed() {
+        let d = TempDir::new("journal");
+        let victim = d.path().join("victim");
+        fs::write(&victim, "").unwrap();
+        symlink(&victim, d.path().join("fence-events.log")).unwrap();
+        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        j.log(Level::Info, "hello");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "");
+    }
+
+    #[test]
+    fn tracing_events_reach_the_main_log() {
+        let d = TempDir::new("journal");
+        let j = Arc::new(Journal::new(d.path(), &d.path().join("main.log"), 0o600));
+        with_main_log(&j, || tracing::warn!("something {}", 42));
+        let main = fs::read_to_string(j.main_log()).unwrap();
+        assert!(main.ends_with("[WARNING] something 42\n"), "{main}");
+    }
+}

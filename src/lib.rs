@@ -1,0 +1,14 @@
+//! fence_gfs2_recorder: the fence request/response exchange with the NNF
+//! reconciler, its journal, and the Python binding.
+//!
+//! One module per concern; only `python` knows about Python.
+
+pub mod discovery;
+pub mod exchange;
+pub mod journal;
+pub mod protocol;
+pub mod python;
+pub mod responder;
+pub mod settings;
+pub mod spool;
+pub mod wait;

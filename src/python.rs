@@ -1,0 +1,295 @@
+//! The binding layer: converts between Python and the engine, releases the
+//! GIL around every blocking call, and turns Python signals into an
+//! interrupted outcome. No behaviour lives here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::exchange::{self, FenceCall, FenceOutcome};
+use crate::journal::{self, Journal};
+use crate::responder::{self, Mode, ResponderConfig};
+use crate::settings::{self as engine_settings, SettingsInput};
+
+create_exception!(
+    _native,
+    SettingsError,
+    PyValueError,
+    "A setting is present but invalid; the message names it and its value."
+);
+
+/// Resolved settings (read-only).
+#[pyclass(frozen, module = "fence_gfs2_recorder._native", name = "Settings")]
+pub struct PySettings {
+    inner: engine_settings::Settings,
+}
+
+fn path_str(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+#[pymethods]
+impl PySettings {
+    #[getter]
+    fn request_dir(&self) -> String {
+        path_str(&self.inner.request_dir)
+    }
+    #[getter]
+    fn response_dir(&self) -> String {
+        path_str(&self.inner.response_dir)
+    }
+    #[getter]
+    fn log_dir(&self) -> String {
+        path_str(&self.inner.log_dir)
+    }
+    #[getter]
+    fn main_log(&self) -> String {
+        path_str(&self.inner.main_log)
+    }
+    #[getter]
+    fn fence_timeout(&self) -> f64 {
+        self.inner.fence_timeout.as_secs_f64()
+    }
+    #[getter]
+    fn poll_interval(&self) -> f64 {
+        self.inner.poll_interval.as_secs_f64()
+    }
+    #[getter]
+    fn force_poll(&self) -> bool {
+        self.inner.force_poll
+    }
+    #[getter]
+    fn kubectl_path(&self) -> Option<String> {
+        self.inner.kubectl_path.as_deref().map(path_str)
+    }
+    #[getter]
+    fn discovery_timeout(&self) -> f64 {
+        self.inner.discovery_timeout.as_secs_f64()
+    }
+    #[getter]
+    fn log_mode(&self) -> u32 {
+        self.inner.log_mode
+    }
+    fn __repr__(&self) -> String {
+        format!("Settings({:?})", self.inner)
+    }
+}
+
+/// Resolves settings: explicit values, then environment, then defaults.
+#[pyfunction]
+#[pyo3(signature = (*, request_dir=None, response_dir=None, log_dir=None, fence_timeout=None,
+                    poll_interval=None, force_poll=None, kubectl_path=None,
+                    discovery_timeout=None, log_mode=None))]
+#[allow(clippy::too_many_arguments)]
+fn resolve_settings(
+    request_dir: Option<String>,
+    response_dir: Option<String>,
+    log_dir: Option<String>,
+    fence_timeout: Option<String>,
+    poll_interval: Option<String>,
+    force_poll: Option<String>,
+    kubectl_path: Option<String>,
+    discovery_timeout: Option<String>,
+    log_mode: Option<String>,
+) -> PyResult<PySettings> {
+    let input = SettingsInput {
+        request_dir,
+        response_dir,
+        log_dir,
+        fence_timeout,
+        poll_interval,
+        force_poll,
+        kubectl_path,
+        discovery_timeout,
+        log_mode,
+    };
+    engine_settings::resolve_from_process(&input)
+        .map(|inner| PySettings { inner })
+        .map_err(|e| SettingsError::new_err(e.to_string()))
+}
+
+/// How a fence ended.
+#[pyclass(frozen, get_all, module = "fence_gfs2_recorder._native")]
+pub struct FenceResult {
+    /// "answered", "timed_out", "interrupted", "refused" or "failed".
+    kind: &'static str,
+    success: bool,
+    message: String,
+    action_performed: Option<String>,
+    response_path: Option<String>,
+    request_id: Option<String>,
+    elapsed_ms: f64,
+}
+
+#[pymethods]
+impl FenceResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "FenceResult(kind={:?}, success={}, message={:?}, elapsed_ms={:.3})",
+            self.kind, self.success, self.message, self.elapsed_ms
+        )
+    }
+}
+
+impl From<FenceOutcome> for FenceResult {
+    fn from(o: FenceOutcome) -> Self {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let base = |kind, message, request_id, elapsed_ms| FenceResult {
+            kind,
+            success: false,
+            message,
+            action_performed: None,
+            response_path: None,
+            request_id,
+            elapsed_ms,
+        };
+        match o {
+            FenceOutcome::Answered {
+                request_id,
+                success,
+                message,
+                action_performed,
+                response_path,
+                elapsed,
+            } => FenceResult {
+                kind: "answered",
+                success,
+                message,
+                action_performed,
+                response_path: Some(path_str(&response_path)),
+                request_id: Some(request_id),
+                elapsed_ms: ms(elapsed),
+            },
+            FenceOutcome::TimedOut {
+                request_id,
+                elapsed,
+                detail,
+            } => base("timed_out", detail, Some(request_id), ms(elapsed)),
+            FenceOutcome::Interrupted {
+                request_id,
+                elapsed,
+                reason,
+            } => base("interrupted", reason, Some(request_id), ms(elapsed)),
+            FenceOutcome::Refused { detail } => base("refused", detail, None, 0.0),
+            FenceOutcome::Failed { detail } => base("failed", detail, None, 0.0),
+        }
+    }
+}
+
+/// Asks Python whether a signal handler wants the wait to end.
+fn python_interrupt() -> Option<String> {
+    Python::attach(|py| py.check_signals().err().map(|e| e.to_string()))
+}
+
+fn journal_for(s: &engine_settings::Settings) -> Arc<Journal> {
+    Arc::new(Journal::new(&s.log_dir, &s.main_log, s.log_mode))
+}
+
+/// Runs one fence exchange (`off` or `reboot`) with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (settings, action, target, recorder_node=None))]
+fn fence(
+    py: Python<'_>,
+    settings: &PySettings,
+    action: String,
+    target: Vec<u8>,
+    recorder_node: Option<String>,
+) -> FenceResult {
+    let s = settings.inner.clone();
+    py.detach(move || {
+        let journal = journal_for(&s);
+        let recorder = recorder_node.unwrap_or_else(exchange::host_name);
+        let call = FenceCall {
+            action: &action,
+            target: &target,
+            recorder_node: &recorder,
+        };
+        journal::with_main_log(&journal, || {
+            exchange::fence(&s, &journal, &call, python_interrupt)
+        })
+        .into()
+    })
+}
+
+/// Problems that stop the agent from working (empty: none). With `create`,
+/// missing directories are created first.
+#[pyfunction]
+#[pyo3(signature = (settings, create=false))]
+fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec<String> {
+    let s = settings.inner.clone();
+    py.detach(move || {
+        [&s.request_dir, &s.response_dir, &s.log_dir]
+            .into_iter()
+            .filter_map(|d| exchange::directory_problem(d, create))
+            .collect()
+    })
+}
+
+/// Runs the stand-in responder until a Python signal handler raises or
+/// `max_answers` requests are answered. Returns how many were answered.
+#[pyfunction]
+#[pyo3(signature = (request_dir, response_dir, mode="success", delay=0.0, pause=0.2,
+                    poll_interval=0.5, force_poll=false, max_answers=None, verbose=true))]
+#[allow(clippy::too_many_arguments)]
+fn run_responder(
+    py: Python<'_>,
+    request_dir: PathBuf,
+    response_dir: PathBuf,
+    mode: &str,
+    delay: f64,
+    pause: f64,
+    poll_interval: f64,
+    force_poll: bool,
+    max_answers: Option<u64>,
+    verbose: bool,
+) -> PyResult<u64> {
+    let mode = Mode::parse(mode).map_err(PyValueError::new_err)?;
+    let secs = |name: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(PyValueError::new_err(format!("invalid {name} {v}: expected seconds >= 0")))
+        }
+    };
+    let cfg = ResponderConfig {
+        request_dir,
+        response_dir,
+        mode,
+        delay: secs("delay", delay)?,
+        pause: secs("pause", pause)?,
+        poll_interval: secs("poll_interval", poll_interval.max(0.01))?,
+        force_poll,
+        max_answers,
+        verbose,
+    };
+    let mut raised: Option<PyErr> = None;
+    let result = py.detach(|| {
+        responder::run(&cfg, || {
+            if raised.is_none() {
+                raised = Python::attach(|py| py.check_signals().err());
+            }
+            raised.is_some()
+        })
+    });
+    if let Some(e) = raised {
+        return Err(e);
+    }
+    result.map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("SettingsError", m.py().get_type::<SettingsError>())?;
+    m.add_class::<PySettings>()?;
+    m.add_class::<FenceResult>()?;
+    m.add_function(wrap_pyfunction!(resolve_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(fence, m)?)?;
+    m.add_function(wrap_pyfunction!(check_directories, m)?)?;
+    m.add_function(wrap_pyfunction!(run_responder, m)?)?;
+    Ok(())
+}

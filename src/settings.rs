@@ -1,0 +1,453 @@
+//! Settings: where the agent reads and writes, and how long it waits.
+//!
+//! Every value is resolved the same way: the explicit option (command line or
+//! Pacemaker's stdin) first, then the environment, then the documented default.
+//! A value that is present but invalid is an error naming the setting, where it
+//! came from, and the value: it never falls back to a default silently.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_REQUEST_DIR: &str = "/localdisk/gfs2-fencing/requests";
+pub const DEFAULT_RESPONSE_DIR: &str = "/localdisk/gfs2-fencing/responses";
+pub const DEFAULT_LOG_DIR: &str = "/var/log/gfs2-fencing";
+pub const MAIN_LOG_NAME: &str = "fence-events.log";
+pub const DEFAULT_FENCE_TIMEOUT_SECS: f64 = 60.0;
+pub const DEFAULT_POLL_INTERVAL_SECS: f64 = 0.5;
+pub const DEFAULT_DISCOVERY_TIMEOUT_SECS: f64 = 5.0;
+pub const DEFAULT_LOG_MODE: u32 = 0o600;
+/// A fence wait longer than a day is a configuration mistake, not a plan.
+pub const MAX_FENCE_TIMEOUT_SECS: f64 = 86_400.0;
+pub const MIN_POLL_INTERVAL_SECS: f64 = 0.01;
+pub const MAX_POLL_INTERVAL_SECS: f64 = 60.0;
+pub const MAX_DISCOVERY_TIMEOUT_SECS: f64 = 300.0;
+
+/// The environment variables read, one per setting (None: option only).
+pub const ENV_REQUEST_DIR: &str = "NNF_FENCE_REQUEST_DIR";
+pub const ENV_RESPONSE_DIR: &str = "NNF_FENCE_RESPONSE_DIR";
+pub const ENV_LOG_DIR: &str = "LOG_DIR";
+pub const ENV_FENCE_LOG: &str = "FENCE_LOG";
+pub const ENV_FENCE_TIMEOUT: &str = "FENCE_TIMEOUT";
+pub const ENV_POLL_INTERVAL: &str = "FENCE_POLL_INTERVAL";
+pub const ENV_FORCE_POLL: &str = "FENCE_FORCE_POLL";
+pub const ENV_KUBECTL: &str = "FENCE_KUBECTL";
+pub const ENV_DISCOVERY_TIMEOUT: &str = "FENCE_DISCOVERY_TIMEOUT";
+pub const ENV_LOG_MODE: &str = "FENCE_LOG_MODE";
+
+/// Raw values as the caller received them (None: not given).
+#[derive(Debug, Clone, Default)]
+pub struct SettingsInput {
+    pub request_dir: Option<String>,
+    pub response_dir: Option<String>,
+    pub log_dir: Option<String>,
+    pub fence_timeout: Option<String>,
+    pub poll_interval: Option<String>,
+    pub force_poll: Option<String>,
+    pub kubectl_path: Option<String>,
+    pub discovery_timeout: Option<String>,
+    pub log_mode: Option<String>,
+}
+
+/// Resolved, validated settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub request_dir: PathBuf,
+    pub response_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub main_log: PathBuf,
+    pub fence_timeout: Duration,
+    pub poll_interval: Duration,
+    pub force_poll: bool,
+    /// None: GFS2 discovery is switched off (`kubectl_path` set to empty).
+    /// A bare name is looked up in PATH when it runs.
+    pub kubectl_path: Option<PathBuf>,
+    pub discovery_timeout: Duration,
+    pub log_mode: u32,
+}
+
+/// A setting that is present but unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    /// The setting and its source, e.g. `fence_timeout` or `FENCE_TIMEOUT`.
+    pub setting: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {} {:?}: {}", self.setting, self.value, self.reason)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+/// One raw value and the name of where it came from.
+struct Raw<'a> {
+    source: String,
+    value: &'a str,
+}
+
+impl Raw<'_> {
+    fn error(&self, reason: impl Into<String>) -> SettingsError {
+        SettingsError {
+            setting: self.source.clone(),
+            value: self.value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn pick<'a>(
+    option_name: &str,
+    option: &'a Option<String>,
+    env_name: &str,
+    env: &'a Option<String>,
+) -> Option<Raw<'a>> {
+    if let Some(v) = option {
+        return Some(Raw {
+            source: option_name.to_string(),
+            value: v,
+        });
+    }
+    env.as_deref().map(|v| Raw {
+        source: format!("{option_name} (from environment variable {env_name})"),
+        value: v,
+    })
+}
+
+fn absolute_path(raw: &Raw<'_>) -> Result<PathBuf, SettingsError> {
+    let v = raw.value;
+    if v.is_empty() {
+        return Err(raw.error("a path is required, got an empty value"));
+    }
+    if v.contains('\0') {
+        return Err(raw.error("a path cannot contain a NUL byte"));
+    }
+    if !v.starts_with('/') {
+        return Err(raw.error("must be an absolute path"));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// Parses a positive number of seconds (decimals allowed) within `[min, max]`.
+pub fn parse_seconds(raw_value: &str, min: f64, max: f64) -> Result<Duration, String> {
+    let v = raw_value.trim();
+    let secs: f64 = v
+        .parse()
+        .map_err(|_| format!("expected a number of seconds between {min} and {max}"))?;
+    if !secs.is_finite() || secs < min || secs > max {
+        return Err(format!(
+            "expected a number of seconds between {min} and {max}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn seconds(
+    raw: Option<Raw<'_>>,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Result<Duration, SettingsError> {
+    match raw {
+        None => Ok(Duration::from_secs_f64(default)),
+        Some(r) => parse_seconds(r.value, min, max).map_err(|e| r.error(e)),
+    }
+}
+
+fn boolean(raw: Option<Raw<'_>>) -> Result<bool, SettingsError> {
+    let Some(r) = raw else { return Ok(false) };
+    match r.value.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "on" | "true" => Ok(true),
+        "" | "0" | "no" | "off" | "false" => Ok(false),
+        _ => Err(r.error("expected one of 1/yes/on/true or 0/no/off/false")),
+    }
+}
+
+fn file_mode(raw: Option<Raw<'_>>) -> Result<u32, SettingsError> {
+    let Some(r) = raw else {
+        return Ok(DEFAULT_LOG_MODE);
+    };
+    let v = r.value.trim();
+    let digits = v.strip_prefix("0o").unwrap_or(v);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if !digits.is_empty() && m <= 0o666 && m & 0o600 == 0o600 => Ok(m),
+        _ => Err(r.error(
+            "expected an octal file mode between 0600 and 0666 that keeps owner read/write",
+        )),
+    }
+}
+
+/// Resolves every setting. `env` looks a variable up (tests pass a map).
+pub fn resolve(
+    input: &SettingsInput,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Settings, SettingsError> {
+    let e = |name: &str| env(name);
+    let path_or = |opt_name: &str,
+                   opt: &Option<String>,
+                   env_name: &str,
+                   default: &str|
+     -> Result<PathBuf, SettingsError> {
+        let env_value = e(env_name);
+        match pick(opt_name, opt, env_name, &env_value) {
+            Some(r) => absolute_path(&r),
+            None => Ok(PathBuf::from(default)),
+        }
+    };
+    let request_dir = path_or(
+        "request_dir",
+        &input.request_dir,
+        ENV_REQUEST_DIR,
+        DEFAULT_REQUEST_DIR,
+    )?;
+    let response_dir = path_or(
+        "response_dir",
+        &input.response_dir,
+        ENV_RESPONSE_DIR,
+        DEFAULT_RESPONSE_DIR,
+    )?;
+    let log_dir = path_or("log_dir", &input.log_dir, ENV_LOG_DIR, DEFAULT_LOG_DIR)?;
+    if request_dir == response_dir {
+        return Err(SettingsError {
+            setting: "response_dir".into(),
+            value: response_dir.display().to_string(),
+            reason: "must differ from request_dir".into(),
+        });
+    }
+    let main_log = match e(ENV_FENCE_LOG) {
+        Some(v) => absolute_path(&Raw {
+            source: ENV_FENCE_LOG.to_string(),
+            value: &v,
+        })?,
+        None => log_dir.join(MAIN_LOG_NAME),
+    };
+
+    let env_timeout = e(ENV_FENCE_TIMEOUT);
+    let fence_timeout = seconds(
+        pick(
+            "fence_timeout",
+            &input.fence_timeout,
+            ENV_FENCE_TIMEOUT,
+            &env_timeout,
+        ),
+        DEFAULT_FENCE_TIMEOUT_SECS,
+        1.0,
+        MAX_FENCE_TIMEOUT_SECS,
+    )?;
+    let env_poll = e(ENV_POLL_INTERVAL);
+    let poll_interval = seconds(
+        pick(
+            "poll_interval",
+            &input.poll_interval,
+            ENV_POLL_INTERVAL,
+            &env_poll,
+        ),
+        DEFAULT_POLL_INTERVAL_SECS,
+        MIN_POLL_INTERVAL_SECS,
+        MAX_POLL_INTERVAL_SECS,
+    )?;
+    let env_force = e(ENV_FORCE_POLL);
+    let force_poll = boolean(pick(
+        "force_poll",
+        &input.force_poll,
+        ENV_FORCE_POLL,
+        &env_force,
+    ))?;
+    let env_kubectl = e(ENV_KUBECTL);
+    let kubectl_path = match pick(
+        "kubectl_path",
+        &input.kubectl_path,
+        ENV_KUBECTL,
+        &env_kubectl,
+    ) {
+        None => Some(PathBuf::from("kubectl")),
+        Some(r) if r.value.is_empty() => None,
+        Some(r) if r.value.contains('\0') => return Err(r.error("cannot contain a NUL byte")),
+        Some(r) if r.value.contains('/') && !r.value.starts_with('/') => {
+            return Err(r.error("must be an absolute path or a bare command name"))
+        }
+        Some(r) => Some(PathBuf::from(r.value)),
+    };
+    let env_disc = e(ENV_DISCOVERY_TIMEOUT);
+    let discovery_timeout = seconds(
+        pick(
+            "discovery_timeout",
+            &input.discovery_timeout,
+            ENV_DISCOVERY_TIMEOUT,
+            &env_disc,
+        ),
+        DEFAULT_DISCOVERY_TIMEOUT_SECS,
+        0.1,
+        MAX_DISCOVERY_TIMEOUT_SECS,
+    )?;
+    let env_mode = e(ENV_LOG_MODE);
+    let log_mode = file_mode(pick("log_mode", &input.log_mode, ENV_LOG_MODE, &env_mode))?;
+
+    Ok(Settings {
+        request_dir,
+        response_dir,
+        log_dir,
+        main_log,
+        fence_timeout,
+        poll_interval,
+        force_poll,
+        kubectl_path,
+        discovery_timeout,
+        log_mode,
+    })
+}
+
+/// Resolves against the process environment.
+pub fn resolve_from_process(input: &SettingsInput) -> Result<Settings, SettingsError> {
+    resolve(input, |name| std::env::var(name).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_come_from_the_protocol() {
+        let s = resolve(&SettingsInput::default(), env_of(&[])).unwrap();
+        assert_eq!(s.request_dir, PathBuf::from(DEFAULT_REQUEST_DIR));
+        assert_eq!(s.response_dir, PathBuf::from(DEFAULT_RESPONSE_DIR));
+        assert_eq!(s.log_dir, PathBuf::from(DEFAULT_LOG_DIR));
+        assert_eq!(s.main_log, PathBuf::from(DEFAULT_LOG_DIR).join(MAIN_LOG_NAME));
+        assert_eq!(s.fence_timeout, Duration::from_secs(60));
+        assert_eq!(s.poll_interval, Duration::from_millis(500));
+        assert!(!s.force_poll);
+        assert_eq!(s.log_mode, 0o600);
+    }
+
+    #[test]
+    fn option_beats_environment_beats_default() {
+        let env = env_of(&[
+            ("NNF_FENCE_REQUEST_DIR", "/env/req"),
+            ("NNF_FENCE_RESPONSE_DIR", "/env/resp"),
+            ("FENCE_TIMEOUT", "30"),
+            ("LOG_DIR", "/env/log"),
+        ]);
+        let input = SettingsInput {
+            request_dir: Some("/opt/req".into()),
+            fence_timeout: Some("7.5".into()),
+            ..Default::default()
+        };
+        let s = resolve(&input, env).unwrap();
+        assert_eq!(s.request_dir, PathBuf::from("/opt/req"));
+        assert_eq!(s.response_dir, PathBuf::from("/env/resp"));
+        assert_eq!(s.log_dir, PathBuf::from("/env/log"));
+        assert_eq!(s.main_log, PathBuf::from("/env/log/fence-events.log"));
+        assert_eq!(s.fence_timeout, Duration::from_millis(7500));
+    }
+
+    #[test]
+    fn fence_log_overrides_the_main_log_only() {
+        let s = resolve(
+            &SettingsInput::default(),
+            env_of(&[("FENCE_LOG", "/x/main.log")]),
+        )
+        .unwrap();
+        assert_eq!(s.main_log, PathBuf::from("/x/main.log"));
+        assert_eq!(s.log_dir, PathBuf::from(DEFAULT_LOG_DIR));
+    }
+
+    #[test]
+    fn invalid_timeouts_name_the_setting_and_value() {
+        for bad in ["abc", "0", "-5", "1e9", "nan", "inf", "", "86401"] {
+            let err = resolve(
+                &SettingsInput::default(),
+                env_of(&[("FENCE_TIMEOUT", bad)]),
+            )
+            .unwrap_err();
+            assert!(err.setting.contains("FENCE_TIMEOUT"), "{err}");
+            assert_eq!(err.value, bad);
+            let text = err.to_string();
+            assert!(text.contains("fence_timeout"), "{text}");
+        }
+    }
+
+    #[test]
+    fn relative_and_empty_paths_are_refused() {
+        for (opt, bad) in [("request_dir", "relative/dir"), ("log_dir", ""), ("response_dir", "./x")] {
+            let mut input = SettingsInput::default();
+            match opt {
+                "request_dir" => input.request_dir = Some(bad.into()),
+                "log_dir" => input.log_dir = Some(bad.into()),
+                _ => input.response_dir = Some(bad.into()),
+            }
+            let err = resolve(&input, env_of(&[])).unwrap_err();
+            assert_eq!(err.setting, opt);
+            assert_eq!(err.value, bad);
+        }
+    }
+
+    #[test]
+    fn same_request_and_response_dir_is_refused() {
+        let input = SettingsInput {
+            request_dir: Some("/a".into()),
+            response_dir: Some("/a".into()),
+            ..Default::default()
+        };
+        assert!(resolve(&input, env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn poll_interval_and_flags() {
+        let input = SettingsInput {
+            poll_interval: Some("0.05".into()),
+            force_poll: Some("yes".into()),
+            ..Default::default()
+        };
+        let s = resolve(&input, env_of(&[])).unwrap();
+        assert_eq!(s.poll_interval, Duration::from_millis(50));
+        assert!(s.force_poll);
+        for bad in ["0", "0.001", "61", "x"] {
+            let input = SettingsInput {
+                poll_interval: Some(bad.into()),
+                ..Default::default()
+            };
+            assert_eq!(resolve(&input, env_of(&[])).unwrap_err().setting, "poll_interval");
+        }
+        let input = SettingsInput {
+            force_poll: Some("maybe".into()),
+            ..Default::default()
+        };
+        assert_eq!(resolve(&input, env_of(&[])).unwrap_err().setting, "force_poll");
+    }
+
+    #[test]
+    fn log_mode_and_kubectl() {
+        let input = SettingsInput {
+            log_mode: Some("0640".into()),
+            kubectl_path: Some(String::new()),
+            ..Default::default()
+        };
+        let s = resolve(&input, env_of(&[])).unwrap();
+        assert_eq!(s.log_mode, 0o640);
+        assert_eq!(s.kubectl_path, None);
+        for bad in ["0400", "0777", "abc", "", "9"] {
+            let input = SettingsInput {
+                log_mode: Some(bad.into()),
+                ..Default::default()
+            };
+            assert_eq!(resolve(&input, env_of(&[])).unwrap_err().setting, "log_mode");
+        }
+        let input = SettingsInput {
+            kubectl_path: Some("bin/kubectl".into()),
+            ..Default::default()
+        };
+        assert_eq!(resolve(&input, env_of(&[])).unwrap_err().setting, "kubectl_path");
+    }
+}
