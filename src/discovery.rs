@@ -16,7 +16,9 @@ impl Discovery {
     /// Starts discovery for `target` (None: discovery switched off).
     pub fn start(kubectl: Option<&Path>, _timeout: Duration, _target: &str) -> Discovery {
         let result = match kubectl {
-            None => Some(Err("GFS2 discovery is switched off (kubectl_path is empty)".into())),
+            None => Some(Err(
+                "GFS2 discovery is switched off (kubectl_path is empty)".into(),
+            )),
             Some(_) => Some(Ok(Vec::new())),
         };
         Discovery { result }

@@ -344,7 +344,11 @@ fn withdraw(request_path: &std::path::Path) -> String {
 pub fn directory_problem(dir: &std::path::Path, create: bool) -> Option<String> {
     use std::os::unix::fs::DirBuilderExt;
     if create {
-        if let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o755).create(dir) {
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+        {
             return Some(format!("cannot create directory {}: {e}", dir.display()));
         }
     }
@@ -403,7 +407,10 @@ mod tests {
         (s, j)
     }
 
-    fn answer_first_request(s: &Settings, body: impl Fn(&str) -> String + Send + 'static) -> thread::JoinHandle<()> {
+    fn answer_first_request(
+        s: &Settings,
+        body: impl Fn(&str) -> String + Send + 'static,
+    ) -> thread::JoinHandle<()> {
         let (req, resp) = (s.request_dir.clone(), s.response_dir.clone());
         thread::spawn(move || {
             let end = Instant::now() + Duration::from_secs(10);
@@ -427,17 +434,38 @@ mod tests {
         let d = TempDir::new("exchange");
         let (s, j) = setup(&d, "10");
         let t = answer_first_request(&s, |id| {
-            format!(r#"{{"request_id":"{id}","success":true,"message":"done","action_performed":"off"}}"#)
+            format!(
+                r#"{{"request_id":"{id}","success":true,"message":"done","action_performed":"off"}}"#
+            )
         });
-        let call = FenceCall { action: "reboot", target: b"compute-node-3", recorder_node: "rabbit" };
+        let call = FenceCall {
+            action: "reboot",
+            target: b"compute-node-3",
+            recorder_node: "rabbit",
+        };
         let out = fence(&s, &j, &call, || None);
         t.join().unwrap();
-        let FenceOutcome::Answered { success: true, response_path, .. } = &out else { panic!("{out:?}") };
-        assert!(response_path.exists(), "the response is NNF's record and stays");
+        let FenceOutcome::Answered {
+            success: true,
+            response_path,
+            ..
+        } = &out
+        else {
+            panic!("{out:?}")
+        };
+        assert!(
+            response_path.exists(),
+            "the response is NNF's record and stays"
+        );
         let jsonl = fs::read_to_string(j.detailed_log()).unwrap();
         let statuses: Vec<String> = jsonl
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_string())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(statuses, ["initiated", "completed"]);
     }
@@ -446,9 +474,18 @@ mod tests {
     fn no_answer_times_out_and_withdraws_the_request() {
         let d = TempDir::new("exchange");
         let (s, j) = setup(&d, "1");
-        let call = FenceCall { action: "off", target: b"compute-node-3", recorder_node: "rabbit" };
+        let call = FenceCall {
+            action: "off",
+            target: b"compute-node-3",
+            recorder_node: "rabbit",
+        };
         let out = fence(&s, &j, &call, || None);
-        let FenceOutcome::TimedOut { elapsed, detail, .. } = &out else { panic!("{out:?}") };
+        let FenceOutcome::TimedOut {
+            elapsed, detail, ..
+        } = &out
+        else {
+            panic!("{out:?}")
+        };
         assert!(*elapsed >= Duration::from_secs(1));
         assert!(detail.contains("withdrawn"), "{detail}");
         assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
@@ -458,7 +495,11 @@ mod tests {
     fn bad_target_writes_nothing() {
         let d = TempDir::new("exchange");
         let (s, j) = setup(&d, "1");
-        let call = FenceCall { action: "off", target: b"../../etc\npasswd", recorder_node: "rabbit" };
+        let call = FenceCall {
+            action: "off",
+            target: b"../../etc\npasswd",
+            recorder_node: "rabbit",
+        };
         let out = fence(&s, &j, &call, || None);
         assert!(matches!(out, FenceOutcome::Refused { .. }), "{out:?}");
         assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
@@ -471,8 +512,14 @@ mod tests {
         let d = TempDir::new("exchange");
         let (mut s, j) = setup(&d, "1");
         s.request_dir = d.path().join("gone");
-        let call = FenceCall { action: "off", target: b"n1", recorder_node: "rabbit" };
-        let FenceOutcome::Failed { detail } = fence(&s, &j, &call, || None) else { panic!() };
+        let call = FenceCall {
+            action: "off",
+            target: b"n1",
+            recorder_node: "rabbit",
+        };
+        let FenceOutcome::Failed { detail } = fence(&s, &j, &call, || None) else {
+            panic!()
+        };
         assert!(detail.contains("gone"), "{detail}");
     }
 }

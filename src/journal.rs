@@ -199,7 +199,10 @@ pub fn append_record(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
-                fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o750)
+                    .create(dir)?;
             }
             open()?
         }
@@ -345,28 +348,52 @@ mod tests {
 
     #[test]
     fn escaping_keeps_one_line() {
-        assert_eq!(escape_line("a\nb\r\tc\\d\u{1b}[31m\u{2028}"), "a\\nb\\r\\tc\\\\d\\u{001b}[31m\\u{2028}");
+        assert_eq!(
+            escape_line("a\nb\r\tc\\d\u{1b}[31m\u{2028}"),
+            "a\\nb\\r\\tc\\\\d\\u{001b}[31m\\u{2028}"
+        );
         assert_eq!(lossless_text(b"ok\xff\\"), "ok\\xff\\\\");
     }
 
     #[test]
     fn three_files_one_line_each() {
         let d = TempDir::new("journal");
-        let j = Journal::new(&d.path().join("logs"), &d.path().join("logs/fence-events.log"), 0o600);
-        j.record(&event(EventStatus::Initiated, "evil\n[2025-01-01 00:00:00] [INFO] forged", "x\ny"));
+        let j = Journal::new(
+            &d.path().join("logs"),
+            &d.path().join("logs/fence-events.log"),
+            0o600,
+        );
+        j.record(&event(
+            EventStatus::Initiated,
+            "evil\n[2025-01-01 00:00:00] [INFO] forged",
+            "x\ny",
+        ));
         let main = fs::read_to_string(j.main_log()).unwrap();
         let readable = fs::read_to_string(j.readable_log()).unwrap();
         let detailed = fs::read_to_string(j.detailed_log()).unwrap();
         for text in [&main, &readable, &detailed] {
             assert_eq!(text.lines().count(), 1, "{text}");
         }
-        assert!(readable.contains("STATUS=initiated DETAILS=x\\ny"), "{readable}");
+        assert!(
+            readable.contains("STATUS=initiated DETAILS=x\\ny"),
+            "{readable}"
+        );
         assert!(readable.contains("GFS2=[\"nnf-storage-1\"]"), "{readable}");
         let v: serde_json::Value = serde_json::from_str(&detailed).unwrap();
-        assert_eq!(v["target_node"], "evil\n[2025-01-01 00:00:00] [INFO] forged");
+        assert_eq!(
+            v["target_node"],
+            "evil\n[2025-01-01 00:00:00] [INFO] forged"
+        );
         assert_eq!(v["status"], "initiated");
-        for p in [j.main_log().to_path_buf(), j.readable_log(), j.detailed_log()] {
-            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        for p in [
+            j.main_log().to_path_buf(),
+            j.readable_log(),
+            j.detailed_log(),
+        ] {
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 

@@ -49,9 +49,7 @@ pub fn file_name_for(request_id: &str) -> String {
 
 /// `2025-01-10T14:23:15Z`
 pub fn utc_now_rfc3339() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// A response that answers our request.
@@ -161,12 +159,23 @@ mod tests {
     #[test]
     fn request_is_the_documented_json() {
         let r = Request::new("reboot", "compute-node-3", "rabbit-node-1");
-        assert_eq!(uuid::Uuid::parse_str(&r.request_id).unwrap().get_version_num(), 4);
+        assert_eq!(
+            uuid::Uuid::parse_str(&r.request_id)
+                .unwrap()
+                .get_version_num(),
+            4
+        );
         assert_eq!(r.file_name(), format!("{}.json", r.request_id));
         let v: Value = serde_json::from_slice(&r.to_json()).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 5);
-        for k in ["request_id", "timestamp", "action", "target_node", "recorder_node"] {
+        for k in [
+            "request_id",
+            "timestamp",
+            "action",
+            "target_node",
+            "recorder_node",
+        ] {
             assert!(keys.contains(&k));
         }
         assert!(chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap()).is_ok());
@@ -203,25 +212,52 @@ mod tests {
 
     #[test]
     fn partial_and_empty_are_not_yet() {
-        for s in ["", "  \n", "{\"request_id\": \"", "{\"success\": tr", "\u{0}"] {
-            assert!(matches!(read_response(s.as_bytes(), ID), ResponseReading::NotYet(_)), "{s:?}");
+        for s in [
+            "",
+            "  \n",
+            "{\"request_id\": \"",
+            "{\"success\": tr",
+            "\u{0}",
+        ] {
+            assert!(
+                matches!(read_response(s.as_bytes(), ID), ResponseReading::NotYet(_)),
+                "{s:?}"
+            );
         }
-        assert!(matches!(read_response(&[0xff, 0xfe, b'{'], ID), ResponseReading::NotYet(_)));
+        assert!(matches!(
+            read_response(&[0xff, 0xfe, b'{'], ID),
+            ResponseReading::NotYet(_)
+        ));
     }
 
     #[test]
     fn other_ids_and_non_objects_are_not_ours() {
         let other = r#"{"request_id": "00000000-0000-4000-8000-000000000000", "success": true}"#;
-        assert!(matches!(read_response(other.as_bytes(), ID), ResponseReading::NotOurs(_)));
-        assert!(matches!(read_response(br#"{"request_id": 5, "success": true}"#, ID), ResponseReading::NotOurs(_)));
-        assert!(matches!(read_response(b"[true]", ID), ResponseReading::NotOurs(_)));
-        assert!(matches!(read_response(b"true", ID), ResponseReading::NotOurs(_)));
+        assert!(matches!(
+            read_response(other.as_bytes(), ID),
+            ResponseReading::NotOurs(_)
+        ));
+        assert!(matches!(
+            read_response(br#"{"request_id": 5, "success": true}"#, ID),
+            ResponseReading::NotOurs(_)
+        ));
+        assert!(matches!(
+            read_response(b"[true]", ID),
+            ResponseReading::NotOurs(_)
+        ));
+        assert!(matches!(
+            read_response(b"true", ID),
+            ResponseReading::NotOurs(_)
+        ));
     }
 
     #[test]
     fn deep_nesting_does_not_crash() {
         let deep = "[".repeat(100_000);
-        assert!(matches!(read_response(deep.as_bytes(), ID), ResponseReading::NotYet(_)));
+        assert!(matches!(
+            read_response(deep.as_bytes(), ID),
+            ResponseReading::NotYet(_)
+        ));
     }
 
     #[test]
@@ -230,7 +266,20 @@ mod tests {
             assert!(validate_target(ok).is_ok(), "{ok}");
         }
         let long = "a".repeat(254);
-        for bad in ["", "..", ".", "a/b", "a\\b", "a\0b", "a\nb", "a b", "a;b", "$(x)", "nöde", long.as_str()] {
+        for bad in [
+            "",
+            "..",
+            ".",
+            "a/b",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+            "a b",
+            "a;b",
+            "$(x)",
+            "nöde",
+            long.as_str(),
+        ] {
             assert!(validate_target(bad).is_err(), "{bad:?}");
         }
         assert!(validate_target(&"a".repeat(253)).is_ok());

@@ -252,7 +252,9 @@ fn run_responder(
         if v.is_finite() && v >= 0.0 {
             Ok(Duration::from_secs_f64(v))
         } else {
-            Err(PyValueError::new_err(format!("invalid {name} {v}: expected seconds >= 0")))
+            Err(PyValueError::new_err(format!(
+                "invalid {name} {v}: expected seconds >= 0"
+            )))
         }
     };
     let cfg = ResponderConfig {

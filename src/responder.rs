@@ -67,8 +67,14 @@ pub struct ResponderConfig {
 
 /// A scheduled piece of work.
 enum Job {
-    Answer { name: String },
-    SecondHalf { path: PathBuf, rest: Vec<u8>, request: PathBuf },
+    Answer {
+        name: String,
+    },
+    SecondHalf {
+        path: PathBuf,
+        rest: Vec<u8>,
+        request: PathBuf,
+    },
 }
 
 fn is_request_name(n: &OsStr) -> bool {
@@ -154,7 +160,12 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
     }
 }
 
-fn schedule(cfg: &ResponderConfig, seen: &mut HashSet<String>, jobs: &mut Vec<(Instant, Job)>, name: String) {
+fn schedule(
+    cfg: &ResponderConfig,
+    seen: &mut HashSet<String>,
+    jobs: &mut Vec<(Instant, Job)>,
+    name: String,
+) {
     if cfg.mode == Mode::Silent || !seen.insert(name.clone()) {
         return;
     }
@@ -173,17 +184,21 @@ fn remove_request(path: &Path) -> io::Result<()> {
 /// Answers one request; returns a follow-up job for the in-place mode.
 fn answer(cfg: &ResponderConfig, name: &str) -> io::Result<Option<(Instant, Job)>> {
     let request_path = cfg.request_dir.join(name);
-    let request: Map<String, Value> = match spool::read_regular(&request_path, protocol::MAX_RESPONSE_BYTES)? {
-        FileRead::Bytes(b) => match serde_json::from_slice(&b) {
-            Ok(Value::Object(m)) => m,
-            _ => {
-                eprintln!("fence-gfs2-responder: ignoring {}: not a JSON object", request_path.display());
-                return Ok(None);
-            }
-        },
-        // Withdrawn before we got to it, or not a file we should touch.
-        FileRead::Missing | FileRead::Refused(_) => return Ok(None),
-    };
+    let request: Map<String, Value> =
+        match spool::read_regular(&request_path, protocol::MAX_RESPONSE_BYTES)? {
+            FileRead::Bytes(b) => match serde_json::from_slice(&b) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    eprintln!(
+                        "fence-gfs2-responder: ignoring {}: not a JSON object",
+                        request_path.display()
+                    );
+                    return Ok(None);
+                }
+            },
+            // Withdrawn before we got to it, or not a file we should touch.
+            FileRead::Missing | FileRead::Refused(_) => return Ok(None),
+        };
     let target = request
         .get("target_node")
         .and_then(Value::as_str)
@@ -222,7 +237,9 @@ fn answer(cfg: &ResponderConfig, name: &str) -> io::Result<Option<(Instant, Job)
             body.insert("status".into(), json!("success"));
             body.insert(
                 "message".into(),
-                json!(format!("No GFS2 storage groups found for node {target} (test responder)")),
+                json!(format!(
+                    "No GFS2 storage groups found for node {target} (test responder)"
+                )),
             );
             body.insert("action_performed".into(), json!("off"));
             let bytes = serde_json::to_vec(&Value::Object(body)).expect("serializes");
@@ -290,8 +307,12 @@ mod tests {
         spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
         let end = Instant::now() + Duration::from_secs(10);
         assert_eq!(run(&c, || Instant::now() > end).unwrap(), 1);
-        assert!(!c.request_dir.join(r.file_name()).exists(), "request deleted");
-        let v: Value = serde_json::from_slice(&fs::read(c.response_dir.join(r.file_name())).unwrap()).unwrap();
+        assert!(
+            !c.request_dir.join(r.file_name()).exists(),
+            "request deleted"
+        );
+        let v: Value =
+            serde_json::from_slice(&fs::read(c.response_dir.join(r.file_name())).unwrap()).unwrap();
         assert_eq!(v["request_id"], json!(r.request_id));
         assert_eq!(v["target_node"], json!("compute-node-3"));
         v

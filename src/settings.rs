@@ -77,7 +77,11 @@ pub struct SettingsError {
 
 impl fmt::Display for SettingsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {} {:?}: {}", self.setting, self.value, self.reason)
+        write!(
+            f,
+            "invalid {} {:?}: {}",
+            self.setting, self.value, self.reason
+        )
     }
 }
 
@@ -324,7 +328,10 @@ mod tests {
         assert_eq!(s.request_dir, PathBuf::from(DEFAULT_REQUEST_DIR));
         assert_eq!(s.response_dir, PathBuf::from(DEFAULT_RESPONSE_DIR));
         assert_eq!(s.log_dir, PathBuf::from(DEFAULT_LOG_DIR));
-        assert_eq!(s.main_log, PathBuf::from(DEFAULT_LOG_DIR).join(MAIN_LOG_NAME));
+        assert_eq!(
+            s.main_log,
+            PathBuf::from(DEFAULT_LOG_DIR).join(MAIN_LOG_NAME)
+        );
         assert_eq!(s.fence_timeout, Duration::from_secs(60));
         assert_eq!(s.poll_interval, Duration::from_millis(500));
         assert!(!s.force_poll);
@@ -366,11 +373,8 @@ mod tests {
     #[test]
     fn invalid_timeouts_name_the_setting_and_value() {
         for bad in ["abc", "0", "-5", "1e9", "nan", "inf", "", "86401"] {
-            let err = resolve(
-                &SettingsInput::default(),
-                env_of(&[("FENCE_TIMEOUT", bad)]),
-            )
-            .unwrap_err();
+            let err =
+                resolve(&SettingsInput::default(), env_of(&[("FENCE_TIMEOUT", bad)])).unwrap_err();
             assert!(err.setting.contains("FENCE_TIMEOUT"), "{err}");
             assert_eq!(err.value, bad);
             let text = err.to_string();
@@ -380,7 +384,11 @@ mod tests {
 
     #[test]
     fn relative_and_empty_paths_are_refused() {
-        for (opt, bad) in [("request_dir", "relative/dir"), ("log_dir", ""), ("response_dir", "./x")] {
+        for (opt, bad) in [
+            ("request_dir", "relative/dir"),
+            ("log_dir", ""),
+            ("response_dir", "./x"),
+        ] {
             let mut input = SettingsInput::default();
             match opt {
                 "request_dir" => input.request_dir = Some(bad.into()),
@@ -418,13 +426,19 @@ mod tests {
                 poll_interval: Some(bad.into()),
                 ..Default::default()
             };
-            assert_eq!(resolve(&input, env_of(&[])).unwrap_err().setting, "poll_interval");
+            assert_eq!(
+                resolve(&input, env_of(&[])).unwrap_err().setting,
+                "poll_interval"
+            );
         }
         let input = SettingsInput {
             force_poll: Some("maybe".into()),
             ..Default::default()
         };
-        assert_eq!(resolve(&input, env_of(&[])).unwrap_err().setting, "force_poll");
+        assert_eq!(
+            resolve(&input, env_of(&[])).unwrap_err().setting,
+            "force_poll"
+        );
     }
 
     #[test]
@@ -442,12 +456,18 @@ mod tests {
                 log_mode: Some(bad.into()),
                 ..Default::default()
             };
-            assert_eq!(resolve(&input, env_of(&[])).unwrap_err().setting, "log_mode");
+            assert_eq!(
+                resolve(&input, env_of(&[])).unwrap_err().setting,
+                "log_mode"
+            );
         }
         let input = SettingsInput {
             kubectl_path: Some("bin/kubectl".into()),
             ..Default::default()
         };
-        assert_eq!(resolve(&input, env_of(&[])).unwrap_err().setting, "kubectl_path");
+        assert_eq!(
+            resolve(&input, env_of(&[])).unwrap_err().setting,
+            "kubectl_path"
+        );
     }
 }

@@ -87,7 +87,9 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> io::Result<FileRead> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(max_bytes + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max_bytes {
-        return Ok(FileRead::Refused(format!("it is larger than {max_bytes} bytes")));
+        return Ok(FileRead::Refused(format!(
+            "it is larger than {max_bytes} bytes"
+        )));
     }
     Ok(FileRead::Bytes(bytes))
 }
@@ -148,8 +150,14 @@ mod tests {
         let d = TempDir::new("spool");
         let p = write_atomic(d.path(), "a.json", b"{}", 0o644).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"{}");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
-        let names: Vec<_> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.json")]);
     }
 
@@ -179,17 +187,35 @@ mod tests {
     fn reads_refuse_what_could_hurt() {
         let d = TempDir::new("spool");
         let p = d.path();
-        assert_eq!(read_regular(&p.join("none"), 10).unwrap(), FileRead::Missing);
+        assert_eq!(
+            read_regular(&p.join("none"), 10).unwrap(),
+            FileRead::Missing
+        );
         fs::write(p.join("ok"), b"hello").unwrap();
-        assert_eq!(read_regular(&p.join("ok"), 10).unwrap(), FileRead::Bytes(b"hello".to_vec()));
-        assert!(matches!(read_regular(&p.join("ok"), 3).unwrap(), FileRead::Refused(_)));
+        assert_eq!(
+            read_regular(&p.join("ok"), 10).unwrap(),
+            FileRead::Bytes(b"hello".to_vec())
+        );
+        assert!(matches!(
+            read_regular(&p.join("ok"), 3).unwrap(),
+            FileRead::Refused(_)
+        ));
         symlink(p.join("ok"), p.join("link")).unwrap();
-        assert!(matches!(read_regular(&p.join("link"), 10).unwrap(), FileRead::Refused(_)));
+        assert!(matches!(
+            read_regular(&p.join("link"), 10).unwrap(),
+            FileRead::Refused(_)
+        ));
         fs::create_dir(p.join("dir")).unwrap();
-        assert!(matches!(read_regular(&p.join("dir"), 10).unwrap(), FileRead::Refused(_)));
+        assert!(matches!(
+            read_regular(&p.join("dir"), 10).unwrap(),
+            FileRead::Refused(_)
+        ));
         let fifo = p.join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(matches!(read_regular(&fifo, 10).unwrap(), FileRead::Refused(_)));
+        assert!(matches!(
+            read_regular(&fifo, 10).unwrap(),
+            FileRead::Refused(_)
+        ));
     }
 }

@@ -133,22 +133,23 @@ pub enum WaitOutcome {
 fn look(path: &Path, request_id: &str) -> Result<ResponseAnswer, Option<String>> {
     match spool::read_regular(path, protocol::MAX_RESPONSE_BYTES) {
         Ok(FileRead::Missing) => Err(None),
-        Ok(FileRead::Refused(why)) => Err(Some(format!(
-            "response {} refused: {why}",
-            path.display()
-        ))),
+        Ok(FileRead::Refused(why)) => {
+            Err(Some(format!("response {} refused: {why}", path.display())))
+        }
         Ok(FileRead::Bytes(b)) => match protocol::read_response(&b, request_id) {
             ResponseReading::Answer(a) => Ok(a),
             ResponseReading::NotYet(why) => Err(Some(format!(
                 "response {} unreadable: {why}",
                 path.display()
             ))),
-            ResponseReading::NotOurs(why) => Err(Some(format!(
-                "response {} ignored: {why}",
-                path.display()
-            ))),
+            ResponseReading::NotOurs(why) => {
+                Err(Some(format!("response {} ignored: {why}", path.display())))
+            }
         },
-        Err(e) => Err(Some(format!("cannot read response {}: {e}", path.display()))),
+        Err(e) => Err(Some(format!(
+            "cannot read response {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -233,7 +234,9 @@ mod tests {
     }
 
     fn ok_body() -> String {
-        format!(r#"{{"request_id": "{ID}", "success": true, "message": "ok", "action_performed": "off"}}"#)
+        format!(
+            r#"{{"request_id": "{ID}", "success": true, "message": "ok", "action_performed": "off"}}"#
+        )
     }
 
     #[test]
@@ -242,8 +245,19 @@ mod tests {
         fs::write(d.path().join(name()), ok_body()).unwrap();
         let w = DirWatch::arm(d.path(), false, ours);
         let t = Instant::now();
-        let out = wait_for_response(&w, &name(), ID, t, t + Duration::from_secs(5), Duration::from_secs(1), never);
-        assert!(matches!(out, WaitOutcome::Answered { ref answer, .. } if answer.success), "{out:?}");
+        let out = wait_for_response(
+            &w,
+            &name(),
+            ID,
+            t,
+            t + Duration::from_secs(5),
+            Duration::from_secs(1),
+            never,
+        );
+        assert!(
+            matches!(out, WaitOutcome::Answered { ref answer, .. } if answer.success),
+            "{out:?}"
+        );
     }
 
     fn answer_after(force_poll: bool, poll: Duration) -> (WaitOutcome, Duration) {
@@ -287,9 +301,20 @@ mod tests {
         fs::write(d.path().join(name()), "{\"success\": tr").unwrap();
         let w = DirWatch::arm(d.path(), false, ours);
         let t = Instant::now();
-        let out = wait_for_response(&w, &name(), ID, t, t + Duration::from_millis(300), Duration::from_millis(50), never);
+        let out = wait_for_response(
+            &w,
+            &name(),
+            ID,
+            t,
+            t + Duration::from_millis(300),
+            Duration::from_millis(50),
+            never,
+        );
         match out {
-            WaitOutcome::TimedOut { elapsed, last_problem } => {
+            WaitOutcome::TimedOut {
+                elapsed,
+                last_problem,
+            } => {
                 assert!(elapsed >= Duration::from_millis(300));
                 assert!(last_problem.unwrap().contains("unreadable"));
             }
@@ -307,8 +332,19 @@ mod tests {
         .unwrap();
         let w = DirWatch::arm(d.path(), false, ours);
         let t = Instant::now();
-        let out = wait_for_response(&w, &name(), ID, t, t + Duration::from_millis(200), Duration::from_millis(50), never);
-        assert!(matches!(out, WaitOutcome::TimedOut { last_problem: Some(ref p), .. } if p.contains("ignored")), "{out:?}");
+        let out = wait_for_response(
+            &w,
+            &name(),
+            ID,
+            t,
+            t + Duration::from_millis(200),
+            Duration::from_millis(50),
+            never,
+        );
+        assert!(
+            matches!(out, WaitOutcome::TimedOut { last_problem: Some(ref p), .. } if p.contains("ignored")),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -317,10 +353,18 @@ mod tests {
         let w = DirWatch::arm(d.path(), false, ours);
         let t = Instant::now();
         let mut calls = 0;
-        let out = wait_for_response(&w, &name(), ID, t, t + Duration::from_secs(30), Duration::from_secs(10), || {
-            calls += 1;
-            (calls > 3).then(|| "SIGTERM".to_string())
-        });
+        let out = wait_for_response(
+            &w,
+            &name(),
+            ID,
+            t,
+            t + Duration::from_secs(30),
+            Duration::from_secs(10),
+            || {
+                calls += 1;
+                (calls > 3).then(|| "SIGTERM".to_string())
+            },
+        );
         match out {
             WaitOutcome::Interrupted { elapsed, reason } => {
                 assert_eq!(reason, "SIGTERM");
@@ -334,6 +378,10 @@ mod tests {
     fn unwatchable_directory_falls_back_to_polling() {
         let w = DirWatch::arm(Path::new("/nonexistent/fgr"), false, ours);
         assert!(!w.is_watching());
-        assert!(w.watcher_error.as_deref().unwrap().contains("/nonexistent/fgr"));
+        assert!(w
+            .watcher_error
+            .as_deref()
+            .unwrap()
+            .contains("/nonexistent/fgr"));
     }
 }

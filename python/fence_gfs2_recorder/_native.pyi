@@ -1,0 +1,86 @@
+"""Typed stubs of the Rust engine (fence_gfs2_recorder._native)."""
+
+from typing import Literal, final
+
+__all__ = [
+    "FenceResult",
+    "Settings",
+    "SettingsError",
+    "__version__",
+    "check_directories",
+    "fence",
+    "resolve_settings",
+    "run_responder",
+]
+
+__version__: str
+
+class SettingsError(ValueError): ...
+
+@final
+class Settings:
+    @property
+    def request_dir(self) -> str: ...
+    @property
+    def response_dir(self) -> str: ...
+    @property
+    def log_dir(self) -> str: ...
+    @property
+    def main_log(self) -> str: ...
+    @property
+    def fence_timeout(self) -> float: ...
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def force_poll(self) -> bool: ...
+    @property
+    def kubectl_path(self) -> str | None: ...
+    @property
+    def discovery_timeout(self) -> float: ...
+    @property
+    def log_mode(self) -> int: ...
+
+@final
+class FenceResult:
+    @property
+    def kind(self) -> Literal["answered", "timed_out", "interrupted", "refused", "failed"]: ...
+    @property
+    def success(self) -> bool: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def action_performed(self) -> str | None: ...
+    @property
+    def response_path(self) -> str | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def elapsed_ms(self) -> float: ...
+
+def resolve_settings(
+    *,
+    request_dir: str | None = None,
+    response_dir: str | None = None,
+    log_dir: str | None = None,
+    fence_timeout: str | None = None,
+    poll_interval: str | None = None,
+    force_poll: str | None = None,
+    kubectl_path: str | None = None,
+    discovery_timeout: str | None = None,
+    log_mode: str | None = None,
+) -> Settings: ...
+def fence(
+    settings: Settings, action: str, target: bytes, recorder_node: str | None = None
+) -> FenceResult: ...
+def check_directories(settings: Settings, create: bool = False) -> list[str]: ...
+def run_responder(
+    request_dir: str,
+    response_dir: str,
+    mode: str = "success",
+    delay: float = 0.0,
+    pause: float = 0.2,
+    poll_interval: float = 0.5,
+    force_poll: bool = False,
+    max_answers: int | None = None,
+    verbose: bool = True,
+) -> int: ...

@@ -1,0 +1,274 @@
+"""The fence agent: fencing.py option handling and docs, then one call into
+the native engine per action.
+
+Pacemaker runs it with options as ``key=value`` lines on stdin; people run
+it with ``-o ACTION -n NODE --request-dir ...``. Exit codes follow
+fence-agents: 0 success (or "on" for status), 1 failure, 2 "off" for status.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import os
+import signal
+import sys
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from . import _native
+
+AGENT_NAME = "fence_gfs2_recorder"
+FENCE_LIB_ENV = "FENCE_AGENTS_LIB"
+DEFAULT_FENCE_LIB = "/usr/share/fence"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_STATUS_OFF = 2
+
+# Our options, in fencing.py's all_opt shape. The keys equal the long option
+# with "-" turned into "_" so metadata lists each once. No "<", "&" or '"'
+# in the texts: fencing.py does not escape them in the metadata XML.
+OWN_OPTIONS: dict[str, dict[str, Any]] = {
+    "request_dir": {
+        "getopt": ":",
+        "longopt": "request-dir",
+        "help": "--request-dir=[path]           Directory fence requests are written to",
+        "shortdesc": "Directory fence requests are written to, read by the NNF reconciler "
+        "(default /localdisk/gfs2-fencing/requests, or env NNF_FENCE_REQUEST_DIR)",
+        "required": "0",
+        "order": 10,
+    },
+    "response_dir": {
+        "getopt": ":",
+        "longopt": "response-dir",
+        "help": "--response-dir=[path]          Directory the answers appear in",
+        "shortdesc": "Directory the NNF reconciler writes its answers to "
+        "(default /localdisk/gfs2-fencing/responses, or env NNF_FENCE_RESPONSE_DIR)",
+        "required": "0",
+        "order": 11,
+    },
+    "log_dir": {
+        "getopt": ":",
+        "longopt": "log-dir",
+        "help": "--log-dir=[path]               Directory of the three fence event logs",
+        "shortdesc": "Directory of the fence event logs "
+        "(default /var/log/gfs2-fencing, or env LOG_DIR; env FENCE_LOG moves the main log)",
+        "required": "0",
+        "order": 12,
+    },
+    "fence_timeout": {
+        "getopt": ":",
+        "longopt": "fence-timeout",
+        "type": "second",
+        "help": "--fence-timeout=[seconds]      Seconds to wait for the answer",
+        "shortdesc": "Seconds to wait for the answer before reporting failure "
+        "(default 60, or env FENCE_TIMEOUT). Keep it below pcmk_reboot_timeout, "
+        "pcmk_off_timeout and stonith-timeout: Pacemaker kills the agent at its deadline",
+        "required": "0",
+        "order": 13,
+    },
+    "poll_interval": {
+        "getopt": ":",
+        "longopt": "poll-interval",
+        "help": "--poll-interval=[seconds]      Seconds between polls of the response directory",
+        "shortdesc": "Seconds between polls of the response directory, run beside inotify "
+        "because NFS raises no event for writes from other hosts "
+        "(default 0.5, or env FENCE_POLL_INTERVAL)",
+        "required": "0",
+        "order": 14,
+    },
+    "force_poll": {
+        "getopt": "",
+        "longopt": "force-poll",
+        "help": "--force-poll                   Poll only, do not use inotify",
+        "shortdesc": "Poll only, do not use inotify (or env FENCE_FORCE_POLL=1)",
+        "required": "0",
+        "order": 15,
+    },
+    "kubectl_path": {
+        "getopt": ":",
+        "longopt": "kubectl-path",
+        "help": "--kubectl-path=[path]          kubectl used to find the GFS2 file systems",
+        "shortdesc": "kubectl used to find the target GFS2 file systems for the records "
+        "(default kubectl from PATH, or env FENCE_KUBECTL; empty turns discovery off)",
+        "required": "0",
+        "order": 16,
+    },
+    "discovery_timeout": {
+        "getopt": ":",
+        "longopt": "discovery-timeout",
+        "type": "second",
+        "help": "--discovery-timeout=[seconds]  Time limit of the GFS2 discovery",
+        "shortdesc": "Time limit of the GFS2 discovery; it never delays the fence "
+        "(default 5, or env FENCE_DISCOVERY_TIMEOUT)",
+        "required": "0",
+        "order": 17,
+    },
+    "log_mode": {
+        "getopt": ":",
+        "longopt": "log-mode",
+        "help": "--log-mode=[mode]              Octal file mode of new log files",
+        "shortdesc": "Octal file mode of newly created log files "
+        "(default 0600, or env FENCE_LOG_MODE)",
+        "required": "0",
+        "order": 18,
+    },
+    # Pacemaker may send these; declared with an empty help so fencing.py
+    # neither warns about them nor lists them in the metadata.
+    "nodename": {
+        "getopt": ":",
+        "longopt": "nodename",
+        "help": "",
+        "required": "0",
+        "order": 1,
+    },
+    "nodeid": {
+        "getopt": ":",
+        "longopt": "nodeid",
+        "help": "",
+        "required": "0",
+        "order": 1,
+    },
+}
+
+DEVICE_OPT = ["no_login", "no_password", "port", *OWN_OPTIONS]
+
+DOCS = {
+    "shortdesc": "Fence agent for GFS2 on NearNodeFlash (NNF) storage",
+    "longdesc": AGENT_NAME + " fences a compute node from its GFS2 file systems on "
+    "NearNodeFlash storage. It does not power anything off: it writes a fence request "
+    "into a request directory, the NNF reconciler detaches the node's NVMe namespaces and "
+    "writes a response, and the agent waits for that answer or its own timeout. Every "
+    "attempt is recorded in three log files in the log directory. The answer files are "
+    "kept as the record that a node is fenced; action on removes them (unfencing).",
+    "vendorurl": "https://github.com/NearNodeFlash",
+}
+
+
+class FenceInterrupted(Exception):
+    """Raised by our signal handlers; the engine turns it into an outcome."""
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise FenceInterrupted(signal.Signals(signum).name)
+
+
+def load_fencing() -> ModuleType:
+    """Imports fencing.py from fence-agents, or exits with one clear line."""
+    lib = os.environ.get(FENCE_LIB_ENV) or DEFAULT_FENCE_LIB
+    if lib not in sys.path:
+        sys.path.insert(0, lib)
+    # Never write a __pycache__ beside a system library (metadata runs unprivileged).
+    sys.dont_write_bytecode = True
+    try:
+        fencing = importlib.import_module("fencing")
+    except ImportError as e:
+        sys.stderr.write(
+            f"{AGENT_NAME}: cannot load fencing.py from {lib} ({e}); install the "
+            f"fence-agents package or point {FENCE_LIB_ENV} at its library\n"
+        )
+        sys.exit(EXIT_FAILED)
+    return fencing
+
+
+def _fail(message: str) -> NoReturn:
+    logging.error("Failed: %s", message)
+    sys.exit(EXIT_FAILED)
+
+
+def resolve_settings(options: dict[str, Any]) -> _native.Settings:
+    """Hands the raw option strings to the engine, which validates them."""
+    from . import _native
+
+    def opt(name: str) -> str | None:
+        value = options.get("--" + OWN_OPTIONS[name]["longopt"])
+        return None if value is None else str(value)
+
+    force = opt("force_poll")
+    try:
+        return _native.resolve_settings(
+            request_dir=opt("request_dir"),
+            response_dir=opt("response_dir"),
+            log_dir=opt("log_dir"),
+            fence_timeout=opt("fence_timeout"),
+            poll_interval=opt("poll_interval"),
+            # A bare --force-poll on the command line arrives without a value.
+            force_poll=None if force is None else (force or "1"),
+            kubectl_path=opt("kubectl_path"),
+            discovery_timeout=opt("discovery_timeout"),
+            log_mode=opt("log_mode"),
+        )
+    except _native.SettingsError as e:
+        _fail(str(e))
+
+
+def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
+    from . import _native
+
+    target = str(options.get("--plug", ""))
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    result = _native.fence(settings, options["--action"], os.fsencode(target))
+    if result.success:
+        print(
+            f"Success: {target} fenced ({result.action_performed or 'off'}) "
+            f"in {result.elapsed_ms:.1f} ms: {result.message}"
+        )
+        return EXIT_OK
+    reason = {
+        "answered": "the storage side answered failure",
+        "timed_out": "no answer",
+        "interrupted": "interrupted",
+        "refused": "refused",
+        "failed": "request not sent",
+    }[result.kind]
+    logging.error("Failed: %s not fenced (%s): %s", target, reason, result.message)
+    return EXIT_FAILED
+
+
+def do_monitor(settings: _native.Settings) -> int:
+    from . import _native
+
+    problems = _native.check_directories(settings, create=True)
+    for p in problems:
+        logging.error("Failed: %s", p)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def do_validate(settings: _native.Settings) -> int:
+    from . import _native
+
+    problems = _native.check_directories(settings, create=False)
+    for p in problems:
+        logging.error("Failed: %s", p)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def main() -> None:
+    sys.argv[0] = AGENT_NAME
+    fencing = load_fencing()
+    atexit.register(fencing.atexit_handler)
+    fencing.all_opt.update(OWN_OPTIONS)
+    fencing.all_opt["port"]["help"] = (
+        "-n, --plug=[nodename]          Name of the compute node to fence"
+    )
+    fencing.all_opt["port"]["shortdesc"] = "Name of the compute node to fence"
+    device_opt = list(DEVICE_OPT)
+    options = fencing.check_input(
+        device_opt, fencing.process_input(device_opt), other_conditions=True
+    )
+    fencing.show_docs(options, DOCS)
+
+    action = options["--action"]
+    settings = resolve_settings(options)
+    if action == "validate-all":
+        sys.exit(do_validate(settings))
+    if action == "monitor":
+        sys.exit(do_monitor(settings))
+    if action in ("off", "reboot"):
+        fencing.run_delay(options)
+        sys.exit(do_fence(options, settings))
+    _fail(f"action {action} is not supported yet")

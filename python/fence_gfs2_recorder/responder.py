@@ -1,0 +1,80 @@
+"""``fence-gfs2-responder``: a stand-in for the NNF reconciler.
+
+THIS IS A TEST DOUBLE, NOT A FENCING MECHANISM. It detaches no storage and
+fences nothing: it only answers fence requests the way the NNF reconciler
+does, so that the agent can be demonstrated and tested without Kubernetes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+DESCRIPTION = (
+    "Test double for the NNF reconciler: answers fence_gfs2_recorder requests. "
+    "It is NOT a fencing mechanism and detaches no storage; use it only for "
+    "demos and tests."
+)
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fence-gfs2-responder", description=DESCRIPTION)
+    p.add_argument("--request-dir", required=True, help="directory the agent writes requests to")
+    p.add_argument("--response-dir", required=True, help="directory to write the answers to")
+    p.add_argument(
+        "--mode",
+        choices=["success", "inplace", "failure", "silent"],
+        default="success",
+        help="success: pretty JSON written atomically; inplace: compact JSON with "
+        '"status": "success" written in place in two parts; failure: '
+        '"success": false; silent: never answer (default: %(default)s)',
+    )
+    p.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering")
+    p.add_argument(
+        "--pause", type=float, default=0.2, help="inplace: seconds between the two halves"
+    )
+    p.add_argument("--poll-interval", type=float, default=0.5, help="seconds between rescans")
+    p.add_argument("--force-poll", action="store_true", help="poll only, no inotify")
+    p.add_argument("--count", type=int, default=None, help="exit after this many answers")
+    p.add_argument("--quiet", action="store_true", help="do not print a line per answer")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from . import _native
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
+    print(
+        f"fence-gfs2-responder (test double, fences nothing): mode={args.mode} "
+        f"requests={args.request_dir} responses={args.response_dir}",
+        flush=True,
+    )
+    try:
+        _native.run_responder(
+            args.request_dir,
+            args.response_dir,
+            mode=args.mode,
+            delay=args.delay,
+            pause=args.pause,
+            poll_interval=args.poll_interval,
+            force_poll=args.force_poll,
+            max_answers=args.count,
+            verbose=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        pass
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"fence-gfs2-responder: {e}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
