@@ -42,7 +42,7 @@ if [ ! -f "$stamp" ]; then
 fi
 
 log "building the native module (release)"
-rm -rf dist
-"$VENV/bin/maturin" build --release --quiet -o dist -i "$VENV/bin/python" >/dev/null
-"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall dist/*.whl
+dist="$VENV/dist"; rm -rf "$dist"
+"$VENV/bin/maturin" build --release --quiet -o "$dist" -i "$VENV/bin/python" >/dev/null
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$dist"/*.whl
 log "ready: $("$VENV/bin/python" -c 'import fence_gfs2_recorder as f; print(f.__version__)')"
