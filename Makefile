@@ -37,3 +37,11 @@ fmt:
 	cargo fmt
 	$(VENV)/bin/ruff format python tests
 	$(VENV)/bin/ruff check --fix python tests
+
+## install: the agent into /usr/sbin for Pacemaker (root), with its man page
+install: setup
+	VENV=$(VENV) bash scripts/install.sh
+
+## bench: latency, start-up, burst, scale, discovery, memory and journal figures
+bench: setup
+	VENV=$(VENV) bash bench/run.sh
