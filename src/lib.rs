@@ -8,6 +8,7 @@ pub mod exchange;
 pub mod journal;
 pub mod protocol;
 pub mod python;
+pub mod records;
 pub mod responder;
 pub mod settings;
 pub mod spool;

@@ -12,6 +12,8 @@ use pyo3::prelude::*;
 
 use crate::exchange::{self, FenceCall, FenceOutcome};
 use crate::journal::{self, Journal};
+use crate::protocol;
+use crate::records::{self, UnfenceOutcome};
 use crate::responder::{self, Mode, ResponderConfig};
 use crate::settings::{self as engine_settings, SettingsInput};
 
@@ -283,15 +285,93 @@ fn run_responder(
     result.map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
+fn target_text(target: &[u8]) -> PyResult<String> {
+    let t = std::str::from_utf8(target)
+        .map_err(|_| PyValueError::new_err("the target node name is not valid UTF-8"))?;
+    protocol::validate_target(t).map_err(PyValueError::new_err)?;
+    Ok(t.to_string())
+}
+
+/// True while a successful response (a fenced record) exists for `target`.
+/// Raises OSError when the response directory cannot be read, ValueError
+/// for an unacceptable target name.
+#[pyfunction]
+fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult<bool> {
+    let target = target_text(&target)?;
+    let dir = settings.inner.response_dir.clone();
+    py.detach(move || records::fenced_records(&dir, Some(&target)))
+        .map(|r| !r.is_empty())
+        .map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
+/// The targets that currently hold a fenced record.
+#[pyfunction]
+fn fenced_targets(py: Python<'_>, settings: &PySettings) -> PyResult<Vec<String>> {
+    let dir = settings.inner.response_dir.clone();
+    py.detach(move || records::fenced_targets(&dir))
+        .map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
+/// How an unfence ended.
+#[pyclass(frozen, get_all, module = "fence_gfs2_recorder._native")]
+pub struct UnfenceResult {
+    /// "removed", "nothing_to_remove" or "failed".
+    kind: &'static str,
+    removed: Vec<String>,
+    message: String,
+}
+
+/// Unfences `target`: its fenced records are copied under the log dir, then
+/// removed, and the event is recorded.
+#[pyfunction]
+#[pyo3(signature = (settings, target, recorder_node=None))]
+fn unfence(
+    py: Python<'_>,
+    settings: &PySettings,
+    target: Vec<u8>,
+    recorder_node: Option<String>,
+) -> UnfenceResult {
+    let s = settings.inner.clone();
+    py.detach(move || {
+        let journal = journal_for(&s);
+        let recorder = recorder_node.unwrap_or_else(exchange::host_name);
+        let shown = journal::lossless_text(&target);
+        let outcome = journal::with_main_log(&journal, || {
+            records::unfence(&s, &journal, &shown, &recorder)
+        });
+        match outcome {
+            UnfenceOutcome::Removed(paths) => UnfenceResult {
+                kind: "removed",
+                message: format!("removed {} fenced record(s)", paths.len()),
+                removed: paths.iter().map(|p| path_str(p)).collect(),
+            },
+            UnfenceOutcome::NothingToRemove => UnfenceResult {
+                kind: "nothing_to_remove",
+                message: "no fenced record to remove".into(),
+                removed: Vec::new(),
+            },
+            UnfenceOutcome::Failed(m) => UnfenceResult {
+                kind: "failed",
+                message: m,
+                removed: Vec::new(),
+            },
+        }
+    })
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SettingsError", m.py().get_type::<SettingsError>())?;
     m.add_class::<PySettings>()?;
     m.add_class::<FenceResult>()?;
+    m.add_class::<UnfenceResult>()?;
     m.add_function(wrap_pyfunction!(resolve_settings, m)?)?;
     m.add_function(wrap_pyfunction!(fence, m)?)?;
     m.add_function(wrap_pyfunction!(check_directories, m)?)?;
     m.add_function(wrap_pyfunction!(run_responder, m)?)?;
+    m.add_function(wrap_pyfunction!(is_fenced, m)?)?;
+    m.add_function(wrap_pyfunction!(fenced_targets, m)?)?;
+    m.add_function(wrap_pyfunction!(unfence, m)?)?;
     Ok(())
 }

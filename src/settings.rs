@@ -184,18 +184,45 @@ fn file_mode(raw: Option<Raw<'_>>) -> Result<u32, SettingsError> {
     }
 }
 
+/// Every problem found in one resolution (at least one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsErrors(pub Vec<SettingsError>);
+
+impl fmt::Display for SettingsErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SettingsErrors {}
+
+/// Collects errors so that one run reports every bad setting at once.
+struct Collect(Vec<SettingsError>);
+
+impl Collect {
+    fn take<T>(&mut self, r: Result<T, SettingsError>, fallback: T) -> T {
+        r.unwrap_or_else(|e| {
+            self.0.push(e);
+            fallback
+        })
+    }
+}
+
 /// Resolves every setting. `env` looks a variable up (tests pass a map).
+/// All problems are reported together.
 pub fn resolve(
     input: &SettingsInput,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Settings, SettingsError> {
-    let e = |name: &str| env(name);
-    let path_or = |opt_name: &str,
-                   opt: &Option<String>,
-                   env_name: &str,
-                   default: &str|
-     -> Result<PathBuf, SettingsError> {
-        let env_value = e(env_name);
+) -> Result<Settings, SettingsErrors> {
+    let mut c = Collect(Vec::new());
+    let path_or = |opt_name: &str, opt: &Option<String>, env_name: &str, default: &str| {
+        let env_value = env(env_name);
         match pick(opt_name, opt, env_name, &env_value) {
             Some(r) => absolute_path(&r),
             None => Ok(PathBuf::from(default)),
@@ -206,30 +233,36 @@ pub fn resolve(
         &input.request_dir,
         ENV_REQUEST_DIR,
         DEFAULT_REQUEST_DIR,
-    )?;
+    );
+    let request_dir = c.take(request_dir, PathBuf::from(DEFAULT_REQUEST_DIR));
     let response_dir = path_or(
         "response_dir",
         &input.response_dir,
         ENV_RESPONSE_DIR,
         DEFAULT_RESPONSE_DIR,
-    )?;
-    let log_dir = path_or("log_dir", &input.log_dir, ENV_LOG_DIR, DEFAULT_LOG_DIR)?;
+    );
+    let response_dir = c.take(response_dir, PathBuf::from(DEFAULT_RESPONSE_DIR));
+    let log_dir = path_or("log_dir", &input.log_dir, ENV_LOG_DIR, DEFAULT_LOG_DIR);
+    let log_dir = c.take(log_dir, PathBuf::from(DEFAULT_LOG_DIR));
     if request_dir == response_dir {
-        return Err(SettingsError {
+        c.0.push(SettingsError {
             setting: "response_dir".into(),
             value: response_dir.display().to_string(),
             reason: "must differ from request_dir".into(),
         });
     }
-    let main_log = match e(ENV_FENCE_LOG) {
-        Some(v) => absolute_path(&Raw {
-            source: ENV_FENCE_LOG.to_string(),
-            value: &v,
-        })?,
+    let main_log = match env(ENV_FENCE_LOG) {
+        Some(v) => {
+            let r = absolute_path(&Raw {
+                source: ENV_FENCE_LOG.to_string(),
+                value: &v,
+            });
+            c.take(r, log_dir.join(MAIN_LOG_NAME))
+        }
         None => log_dir.join(MAIN_LOG_NAME),
     };
 
-    let env_timeout = e(ENV_FENCE_TIMEOUT);
+    let env_timeout = env(ENV_FENCE_TIMEOUT);
     let fence_timeout = seconds(
         pick(
             "fence_timeout",
@@ -240,8 +273,9 @@ pub fn resolve(
         DEFAULT_FENCE_TIMEOUT_SECS,
         1.0,
         MAX_FENCE_TIMEOUT_SECS,
-    )?;
-    let env_poll = e(ENV_POLL_INTERVAL);
+    );
+    let fence_timeout = c.take(fence_timeout, Duration::ZERO);
+    let env_poll = env(ENV_POLL_INTERVAL);
     let poll_interval = seconds(
         pick(
             "poll_interval",
@@ -252,30 +286,33 @@ pub fn resolve(
         DEFAULT_POLL_INTERVAL_SECS,
         MIN_POLL_INTERVAL_SECS,
         MAX_POLL_INTERVAL_SECS,
-    )?;
-    let env_force = e(ENV_FORCE_POLL);
+    );
+    let poll_interval = c.take(poll_interval, Duration::ZERO);
+    let env_force = env(ENV_FORCE_POLL);
     let force_poll = boolean(pick(
         "force_poll",
         &input.force_poll,
         ENV_FORCE_POLL,
         &env_force,
-    ))?;
-    let env_kubectl = e(ENV_KUBECTL);
+    ));
+    let force_poll = c.take(force_poll, false);
+    let env_kubectl = env(ENV_KUBECTL);
     let kubectl_path = match pick(
         "kubectl_path",
         &input.kubectl_path,
         ENV_KUBECTL,
         &env_kubectl,
     ) {
-        None => Some(PathBuf::from("kubectl")),
-        Some(r) if r.value.is_empty() => None,
-        Some(r) if r.value.contains('\0') => return Err(r.error("cannot contain a NUL byte")),
+        None => Ok(Some(PathBuf::from("kubectl"))),
+        Some(r) if r.value.is_empty() => Ok(None),
+        Some(r) if r.value.contains('\0') => Err(r.error("cannot contain a NUL byte")),
         Some(r) if r.value.contains('/') && !r.value.starts_with('/') => {
-            return Err(r.error("must be an absolute path or a bare command name"))
+            Err(r.error("must be an absolute path or a bare command name"))
         }
-        Some(r) => Some(PathBuf::from(r.value)),
+        Some(r) => Ok(Some(PathBuf::from(r.value))),
     };
-    let env_disc = e(ENV_DISCOVERY_TIMEOUT);
+    let kubectl_path = c.take(kubectl_path, None);
+    let env_disc = env(ENV_DISCOVERY_TIMEOUT);
     let discovery_timeout = seconds(
         pick(
             "discovery_timeout",
@@ -286,10 +323,15 @@ pub fn resolve(
         DEFAULT_DISCOVERY_TIMEOUT_SECS,
         0.1,
         MAX_DISCOVERY_TIMEOUT_SECS,
-    )?;
-    let env_mode = e(ENV_LOG_MODE);
-    let log_mode = file_mode(pick("log_mode", &input.log_mode, ENV_LOG_MODE, &env_mode))?;
+    );
+    let discovery_timeout = c.take(discovery_timeout, Duration::ZERO);
+    let env_mode = env(ENV_LOG_MODE);
+    let log_mode = file_mode(pick("log_mode", &input.log_mode, ENV_LOG_MODE, &env_mode));
+    let log_mode = c.take(log_mode, DEFAULT_LOG_MODE);
 
+    if !c.0.is_empty() {
+        return Err(SettingsErrors(c.0));
+    }
     Ok(Settings {
         request_dir,
         response_dir,
@@ -305,7 +347,7 @@ pub fn resolve(
 }
 
 /// Resolves against the process environment.
-pub fn resolve_from_process(input: &SettingsInput) -> Result<Settings, SettingsError> {
+pub fn resolve_from_process(input: &SettingsInput) -> Result<Settings, SettingsErrors> {
     resolve(input, |name| std::env::var(name).ok())
 }
 
@@ -373,8 +415,10 @@ mod tests {
     #[test]
     fn invalid_timeouts_name_the_setting_and_value() {
         for bad in ["abc", "0", "-5", "1e9", "nan", "inf", "", "86401"] {
-            let err =
-                resolve(&SettingsInput::default(), env_of(&[("FENCE_TIMEOUT", bad)])).unwrap_err();
+            let err = resolve(&SettingsInput::default(), env_of(&[("FENCE_TIMEOUT", bad)]))
+                .unwrap_err()
+                .0
+                .remove(0);
             assert!(err.setting.contains("FENCE_TIMEOUT"), "{err}");
             assert_eq!(err.value, bad);
             let text = err.to_string();
@@ -395,10 +439,36 @@ mod tests {
                 "log_dir" => input.log_dir = Some(bad.into()),
                 _ => input.response_dir = Some(bad.into()),
             }
-            let err = resolve(&input, env_of(&[])).unwrap_err();
+            let err = resolve(&input, env_of(&[])).unwrap_err().0.remove(0);
             assert_eq!(err.setting, opt);
             assert_eq!(err.value, bad);
         }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let input = SettingsInput {
+            request_dir: Some("rel".into()),
+            fence_timeout: Some("abc".into()),
+            poll_interval: Some("-1".into()),
+            ..Default::default()
+        };
+        let errs = resolve(&input, env_of(&[("LOG_DIR", "x")])).unwrap_err();
+        let names: Vec<&str> = errs.0.iter().map(|e| e.setting.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "request_dir",
+                "log_dir (from environment variable LOG_DIR)",
+                "fence_timeout",
+                "poll_interval"
+            ]
+        );
+        let text = errs.to_string();
+        assert!(
+            text.contains("\"abc\"") && text.contains("\"rel\""),
+            "{text}"
+        );
     }
 
     #[test]
@@ -427,7 +497,7 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(
-                resolve(&input, env_of(&[])).unwrap_err().setting,
+                resolve(&input, env_of(&[])).unwrap_err().0[0].setting,
                 "poll_interval"
             );
         }
@@ -436,7 +506,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resolve(&input, env_of(&[])).unwrap_err().setting,
+            resolve(&input, env_of(&[])).unwrap_err().0[0].setting,
             "force_poll"
         );
     }
@@ -457,7 +527,7 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(
-                resolve(&input, env_of(&[])).unwrap_err().setting,
+                resolve(&input, env_of(&[])).unwrap_err().0[0].setting,
                 "log_mode"
             );
         }
@@ -466,7 +536,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resolve(&input, env_of(&[])).unwrap_err().setting,
+            resolve(&input, env_of(&[])).unwrap_err().0[0].setting,
             "kubectl_path"
         );
     }

@@ -6,11 +6,15 @@ __all__ = [
     "FenceResult",
     "Settings",
     "SettingsError",
+    "UnfenceResult",
     "__version__",
     "check_directories",
     "fence",
+    "fenced_targets",
+    "is_fenced",
     "resolve_settings",
     "run_responder",
+    "unfence",
 ]
 
 __version__: str
@@ -57,6 +61,15 @@ class FenceResult:
     @property
     def elapsed_ms(self) -> float: ...
 
+@final
+class UnfenceResult:
+    @property
+    def kind(self) -> Literal["removed", "nothing_to_remove", "failed"]: ...
+    @property
+    def removed(self) -> list[str]: ...
+    @property
+    def message(self) -> str: ...
+
 def resolve_settings(
     *,
     request_dir: str | None = None,
@@ -84,3 +97,8 @@ def run_responder(
     max_answers: int | None = None,
     verbose: bool = True,
 ) -> int: ...
+def is_fenced(settings: Settings, target: bytes) -> bool: ...
+def fenced_targets(settings: Settings) -> list[str]: ...
+def unfence(
+    settings: Settings, target: bytes, recorder_node: str | None = None
+) -> UnfenceResult: ...

@@ -62,7 +62,6 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
     "fence_timeout": {
         "getopt": ":",
         "longopt": "fence-timeout",
-        "type": "second",
         "help": "--fence-timeout=[seconds]      Seconds to wait for the answer",
         "shortdesc": "Seconds to wait for the answer before reporting failure "
         "(default 60, or env FENCE_TIMEOUT). Keep it below pcmk_reboot_timeout, "
@@ -100,7 +99,6 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
     "discovery_timeout": {
         "getopt": ":",
         "longopt": "discovery-timeout",
-        "type": "second",
         "help": "--discovery-timeout=[seconds]  Time limit of the GFS2 discovery",
         "shortdesc": "Time limit of the GFS2 discovery; it never delays the fence "
         "(default 5, or env FENCE_DISCOVERY_TIMEOUT)",
@@ -229,6 +227,44 @@ def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
     return EXIT_FAILED
 
 
+def do_status(settings: _native.Settings, target: str) -> int:
+    """2 (off) while a fenced record exists for the target, 0 (on) otherwise."""
+    from . import _native
+
+    try:
+        fenced = _native.is_fenced(settings, os.fsencode(target))
+    except (OSError, ValueError) as e:
+        logging.error("Failed: cannot tell the status of %s: %s", target, e)
+        return EXIT_FAILED
+    print("Status: OFF" if fenced else "Status: ON")
+    return EXIT_STATUS_OFF if fenced else EXIT_OK
+
+
+def do_unfence(settings: _native.Settings, target: str) -> int:
+    from . import _native
+
+    result = _native.unfence(settings, os.fsencode(target))
+    if result.kind == "failed":
+        logging.error("Failed: %s not unfenced: %s", target, result.message)
+        return EXIT_FAILED
+    print(f"Success: {target} unfenced: {result.message}")
+    return EXIT_OK
+
+
+def do_list(settings: _native.Settings, with_status: bool) -> int:
+    """The nodes that currently hold a fenced record (all of them "off")."""
+    from . import _native
+
+    try:
+        targets = _native.fenced_targets(settings)
+    except OSError as e:
+        logging.error("Failed: %s", e)
+        return EXIT_FAILED
+    for t in targets:
+        print(f"{t},,off" if with_status else f"{t},")
+    return EXIT_OK
+
+
 def do_monitor(settings: _native.Settings) -> int:
     from . import _native
 
@@ -238,10 +274,18 @@ def do_monitor(settings: _native.Settings) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
-def do_validate(settings: _native.Settings) -> int:
+def do_validate(settings: _native.Settings, target: str | None) -> int:
+    """Checks settings (already resolved), directories and target; no side effects."""
     from . import _native
 
     problems = _native.check_directories(settings, create=False)
+    if target is not None:
+        try:
+            _native.is_fenced(settings, os.fsencode(target))
+        except ValueError as e:
+            problems.append(f"target {target!r}: {e}")
+        except OSError:
+            pass  # already reported by check_directories
     for p in problems:
         logging.error("Failed: %s", p)
     return EXIT_FAILED if problems else EXIT_OK
@@ -257,18 +301,30 @@ def main() -> None:
     )
     fencing.all_opt["port"]["shortdesc"] = "Name of the compute node to fence"
     device_opt = list(DEVICE_OPT)
-    options = fencing.check_input(
-        device_opt, fencing.process_input(device_opt), other_conditions=True
-    )
+    raw = fencing.process_input(device_opt)
+    if str(raw.get("--action", "")).lower() == "validate-all":
+        # Pacemaker validates a device without naming a node.
+        device_opt.append("no_port")
+    options = fencing.check_input(device_opt, raw, other_conditions=True)
+    # list and list-status work, but are not advertised: Pacemaker would then
+    # fence only the nodes they name (dynamic-list). Without them it asks
+    # status, which answers for any node, so the device serves every node.
+    options["device_opt"] = [o for o in options["device_opt"] if o != "separator"]
     fencing.show_docs(options, DOCS)
 
     action = options["--action"]
+    target = options.get("--plug")
     settings = resolve_settings(options)
     if action == "validate-all":
-        sys.exit(do_validate(settings))
+        sys.exit(do_validate(settings, target))
     if action == "monitor":
         sys.exit(do_monitor(settings))
-    if action in ("off", "reboot"):
-        fencing.run_delay(options)
-        sys.exit(do_fence(options, settings))
-    _fail(f"action {action} is not supported yet")
+    if action in ("list", "list-status"):
+        sys.exit(do_list(settings, with_status=action == "list-status"))
+    assert target is not None  # fencing.py requires --plug for the other actions
+    if action == "status":
+        sys.exit(do_status(settings, target))
+    if action == "on":
+        sys.exit(do_unfence(settings, target))
+    fencing.run_delay(options)
+    sys.exit(do_fence(options, settings))
