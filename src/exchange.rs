@@ -136,6 +136,20 @@ impl Gfs2 {
         }
         &self.names
     }
+
+    /// The names for the final record; says so once if discovery is still
+    /// running (the fence never waits for it).
+    fn finish(&mut self) -> Vec<String> {
+        self.check();
+        if !self.logged {
+            self.logged = true;
+            warn!(
+                "GFS2 filesystems for {}: [] (discovery had not finished when the fence ended)",
+                self.target
+            );
+        }
+        self.names.clone()
+    }
 }
 
 /// Runs one fence exchange. `interrupted` is asked at least every 50 ms
@@ -232,7 +246,7 @@ pub fn fence(
         },
     );
     drop(watch);
-    let names = gfs2.check().to_vec();
+    let names = gfs2.finish();
 
     match outcome {
         WaitOutcome::Answered {
@@ -314,7 +328,7 @@ fn publish_failed(
 ) -> FenceOutcome {
     let detail = format!("request not sent: {problem}");
     error!("{detail}");
-    let names = gfs2.check().to_vec();
+    let names = gfs2.finish();
     journal.record(&base.event(EventStatus::Failed, detail.clone(), &names));
     FenceOutcome::Failed { detail }
 }
@@ -337,6 +351,23 @@ fn withdraw(request_path: &std::path::Path) -> String {
             request_path.display()
         ),
     }
+}
+
+/// Why the log directory cannot be used (None: it can). A missing one is
+/// fine when it can be created: the journal creates it on first write.
+pub fn log_dir_problem(dir: &std::path::Path) -> Option<String> {
+    if fs::symlink_metadata(dir).is_ok() {
+        return directory_problem(dir, false);
+    }
+    let mut parent = dir.parent();
+    while let Some(p) = parent {
+        if fs::symlink_metadata(p).is_ok() {
+            return directory_problem(p, false)
+                .map(|why| format!("log directory {} cannot be created: {why}", dir.display()));
+        }
+        parent = p.parent();
+    }
+    Some(format!("log directory {} cannot be created", dir.display()))
 }
 
 /// Why `dir` is not a usable directory (None: it is). With `create`, a

@@ -224,10 +224,17 @@ fn fence(
 fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec<String> {
     let s = settings.inner.clone();
     py.detach(move || {
-        [&s.request_dir, &s.response_dir, &s.log_dir]
+        let mut problems: Vec<String> = [&s.request_dir, &s.response_dir]
             .into_iter()
             .filter_map(|d| exchange::directory_problem(d, create))
-            .collect()
+            .collect();
+        let log = if create {
+            exchange::directory_problem(&s.log_dir, true)
+        } else {
+            exchange::log_dir_problem(&s.log_dir)
+        };
+        problems.extend(log);
+        problems
     })
 }
 
@@ -360,7 +367,7 @@ fn unfence(
 }
 
 #[pymodule]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SettingsError", m.py().get_type::<SettingsError>())?;
     m.add_class::<PySettings>()?;

@@ -1,0 +1,219 @@
+"""GFS2 discovery through the installed agent, with stand-in kubectl scripts.
+
+Discovery runs beside the fence wait: its result lands in the records when it
+arrives in time, and any problem with kubectl gives [] and one warning line
+in the main log, never a failed or delayed fence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DATA, Dirs, clean_env, run_agent
+
+TARGET = "compute-node-3"
+NAMES = ["nnf-storage-1", "nnf-storage-4", "default-wf-gfs2c-0-gfs2-0"]
+FOUND_LINE = (
+    'GFS2 filesystems for compute-node-3: ["nnf-storage-1","nnf-storage-4",'
+    '"default-wf-gfs2c-0-gfs2-0"]'
+)
+LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[(?P<level>[A-Z]+)\] (?P<msg>.*)$")
+
+
+def stand_in(directory: Path, body: str, name: str = "kubectl") -> Path:
+    """An executable kubectl stand-in that checks how it was called first."""
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(
+        "#!/bin/sh\n"
+        '[ "$*" = "get nnfnodeblockstorages -A -o json" ] || '
+        '{ echo "unexpected arguments: $*" >&2; exit 64; }\n'
+        f"{body}\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def printing_fixture(tmp_path: Path) -> Path:
+    copy = tmp_path / "storages.json"
+    shutil.copyfile(DATA / "nnfnodeblockstorages.json", copy)
+    return stand_in(tmp_path / "bin", f"cat '{copy}'")
+
+
+def main_log(dirs: Dirs) -> list[tuple[str, str]]:
+    """(level, message) of every main log line."""
+    lines = []
+    for line in (dirs.log / "fence-events.log").read_text().splitlines():
+        m = LOG_LINE.match(line)
+        assert m, f"unexpected main log line: {line!r}"
+        lines.append((m["level"], m["msg"]))
+    return lines
+
+
+def gfs2_lines(dirs: Dirs) -> list[tuple[str, str]]:
+    return [(lv, msg) for lv, msg in main_log(dirs) if msg.startswith("GFS2 filesystems for ")]
+
+
+def final_record(dirs: Dirs) -> dict[str, Any]:
+    records = dirs.jsonl()
+    assert [r["status"] for r in records] == ["initiated", "completed"], records
+    return records[-1]
+
+
+def live_group_members(group: int) -> list[int]:
+    """Processes of a process group that are still running (zombies aside)."""
+    live = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == group and fields[0] != "Z":
+            live.append(int(entry.name))
+    return live
+
+
+def assert_group_gone(group: int) -> None:
+    end = time.monotonic() + 5
+    while live_group_members(group):
+        assert time.monotonic() < end, f"process group {group}: {live_group_members(group)}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("via", ["stdin", "argv"])
+def test_names_found_land_in_the_final_record_and_the_main_log(
+    dirs: Dirs, responder: Any, tmp_path: Path, via: str
+) -> None:
+    kubectl = printing_fixture(tmp_path)
+    # The answer comes after discovery has finished.
+    responder("--delay", "0.5")
+    if via == "stdin":
+        r = run_agent(
+            stdin=dirs.stdin(action="off", plug=TARGET, kubectl_path=str(kubectl)),
+        )
+    else:
+        r = run_agent(dirs.argv("-o", "off", "-n", TARGET, "--kubectl-path", str(kubectl)))
+    assert r.returncode == 0, r.stderr
+    assert final_record(dirs)["gfs2_filesystems"] == NAMES
+    assert gfs2_lines(dirs) == [("INFO", FOUND_LINE)]
+
+
+def test_bare_name_is_looked_up_in_path_with_kubeconfig_inherited(
+    dirs: Dirs, responder: Any, tmp_path: Path
+) -> None:
+    copy = tmp_path / "storages.json"
+    shutil.copyfile(DATA / "nnfnodeblockstorages.json", copy)
+    config = tmp_path / "kubeconfig"
+    config.write_text("apiVersion: v1\nkind: Config\n")
+    bin_dir = tmp_path / "bin"
+    stand_in(
+        bin_dir,
+        f'[ "$KUBECONFIG" = "{config}" ] || {{ echo "KUBECONFIG not passed on" >&2; exit 65; }}\n'
+        f"cat '{copy}'",
+    )
+    env = clean_env(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        KUBECONFIG=str(config),
+    )
+    del env["FENCE_KUBECTL"]
+    responder("--delay", "0.5")
+    r = run_agent(stdin=dirs.stdin(action="off", plug=TARGET), env=env)
+    assert r.returncode == 0, r.stderr
+    assert final_record(dirs)["gfs2_filesystems"] == NAMES
+    assert gfs2_lines(dirs) == [("INFO", FOUND_LINE)]
+
+
+PROBLEMS = {
+    # name: (stand-in body or None for a missing kubectl, extra environment,
+    #        responder delay, what the warning says). fencing.py takes whole
+    #        seconds only on stdin, so a shorter time limit comes from the environment.
+    "sleeps": ("echo $$ > '{pid}'\nsleep 30\ncat '{data}'", {"FENCE_DISCOVERY_TIMEOUT": "0.5"},
+               "1.5", "did not answer within 0.5 s"),
+    "fails": (
+        "echo 'error: You must be logged in to the server (Unauthorized)' >&2\n"
+        "echo 'more detail' >&2\nexit 1",
+        {},
+        "0.5",
+        "exited with status 1: error: You must be logged in to the server (Unauthorized)",
+    ),
+    "prints junk": ("echo 'No resources found'", {}, "0.5", "the kubectl output is not JSON"),
+    "is missing": (None, {}, "0.5", "kubectl not found: "),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+def test_kubectl_problems_give_an_empty_list_and_one_warning(
+    dirs: Dirs, responder: Any, tmp_path: Path, problem: str
+) -> None:
+    body, extra, delay, reason = PROBLEMS[problem]
+    pid_file = tmp_path / "kubectl.pid"
+    if body is None:
+        kubectl = tmp_path / "bin" / "kubectl"
+    else:
+        data = DATA / "nnfnodeblockstorages.json"
+        kubectl = stand_in(tmp_path / "bin", body.format(pid=pid_file, data=data))
+    responder("--delay", delay)
+    r = run_agent(
+        stdin=dirs.stdin(action="off", plug=TARGET, kubectl_path=str(kubectl)),
+        env=clean_env(**extra),
+    )
+    assert r.returncode == 0, r.stderr
+    records = dirs.jsonl()
+    assert [rec["status"] for rec in records] == ["initiated", "completed"]
+    assert all(rec["gfs2_filesystems"] == [] for rec in records), records
+    lines = gfs2_lines(dirs)
+    assert len(lines) == 1, lines
+    level, msg = lines[0]
+    assert level == "WARNING"
+    assert msg.startswith(f"GFS2 filesystems for {TARGET}: [] (discovery failed: ")
+    assert reason in msg
+    if problem == "is missing":
+        assert str(kubectl) in msg
+    if problem == "sleeps":
+        # Killed at its time limit with its whole process group (the sleep too).
+        assert_group_gone(int(pid_file.read_text()))
+
+
+def test_switched_off_discovery_says_so_once(dirs: Dirs, responder: Any) -> None:
+    responder("--delay", "0.5")
+    r = run_agent(stdin=dirs.stdin(action="off", plug=TARGET))
+    assert r.returncode == 0, r.stderr
+    assert all(rec["gfs2_filesystems"] == [] for rec in dirs.jsonl())
+    assert gfs2_lines(dirs) == [
+        (
+            "WARNING",
+            f"GFS2 filesystems for {TARGET}: [] (discovery failed: "
+            "GFS2 discovery is switched off (kubectl_path is empty))",
+        )
+    ]
+
+
+def test_slow_kubectl_never_delays_the_fence(dirs: Dirs, responder: Any, tmp_path: Path) -> None:
+    pid_file = tmp_path / "kubectl.pid"
+    done = tmp_path / "kubectl.done"
+    kubectl = stand_in(
+        tmp_path / "bin",
+        f"echo $$ > '{pid_file}'\nsleep 1.5\ntouch '{done}'\n"
+        f"cat '{DATA / 'nnfnodeblockstorages.json'}'",
+    )
+    responder()
+    started = time.monotonic()
+    r = run_agent(stdin=dirs.stdin(action="off", plug=TARGET, kubectl_path=str(kubectl)))
+    assert r.returncode == 0, r.stderr
+    final = final_record(dirs)
+    assert final["elapsed_ms"] < 1400, final
+    assert final["gfs2_filesystems"] == []
+    # The agent did not leave kubectl running behind it.
+    if pid_file.exists():
+        assert_group_gone(int(pid_file.read_text()))
+    time.sleep(max(0.0, started + 2.5 - time.monotonic()))
+    assert not done.exists(), "the stand-in kubectl ran to its end after the agent exited"
