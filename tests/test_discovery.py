@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import DATA, Dirs, clean_env, run_agent
 
 TARGET = "compute-node-3"
