@@ -86,6 +86,14 @@ pub fn read_response(bytes: &[u8], request_id: &str) -> ResponseReading {
     let Value::Object(obj) = value else {
         return ResponseReading::NotOurs("response is JSON but not an object".into());
     };
+    if let Err(e) = serde_json::from_slice::<StrictObject>(bytes) {
+        // Which of two values counts is not ours to guess: never success.
+        return ResponseReading::Answer(ResponseAnswer {
+            success: false,
+            message: format!("ambiguous response refused: {e}"),
+            action_performed: None,
+        });
+    }
     match obj.get("request_id") {
         None => {}
         Some(Value::String(id)) if id == request_id => {}
@@ -96,6 +104,35 @@ pub fn read_response(bytes: &[u8], request_id: &str) -> ResponseReading {
         }
     }
     ResponseReading::Answer(answer_from(&obj))
+}
+
+/// A JSON object whose top level has no repeated key.
+struct StrictObject;
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StrictObject, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                    }
+                }
+                Ok(StrictObject)
+            }
+        }
+        d.deserialize_map(Keys)
+    }
 }
 
 fn answer_from(obj: &Map<String, Value>) -> ResponseAnswer {
@@ -249,6 +286,15 @@ mod tests {
             read_response(b"true", ID),
             ResponseReading::NotOurs(_)
         ));
+    }
+
+    #[test]
+    fn duplicate_keys_are_never_success() {
+        let a = answer(r#"{"success": false, "success": true}"#);
+        assert!(!a.success);
+        assert!(a.message.contains("duplicate key"), "{}", a.message);
+        // Nested duplicates do not matter to the decision.
+        assert!(answer(r#"{"success": true, "x": {"a": 1, "a": 2}}"#).success);
     }
 
     #[test]

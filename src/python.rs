@@ -16,6 +16,7 @@ use crate::protocol;
 use crate::records::{self, UnfenceOutcome};
 use crate::responder::{self, Mode, ResponderConfig};
 use crate::settings::{self as engine_settings, SettingsInput};
+use crate::spool;
 
 create_exception!(
     _native,
@@ -76,6 +77,10 @@ impl PySettings {
     fn log_mode(&self) -> u32 {
         self.inner.log_mode
     }
+    #[getter]
+    fn stale_age(&self) -> f64 {
+        self.inner.stale_age.as_secs_f64()
+    }
     fn __repr__(&self) -> String {
         format!("Settings({:?})", self.inner)
     }
@@ -85,7 +90,7 @@ impl PySettings {
 #[pyfunction]
 #[pyo3(signature = (*, request_dir=None, response_dir=None, log_dir=None, fence_timeout=None,
                     poll_interval=None, force_poll=None, kubectl_path=None,
-                    discovery_timeout=None, log_mode=None))]
+                    discovery_timeout=None, log_mode=None, stale_age=None))]
 #[allow(clippy::too_many_arguments)]
 fn resolve_settings(
     request_dir: Option<String>,
@@ -97,6 +102,7 @@ fn resolve_settings(
     kubectl_path: Option<String>,
     discovery_timeout: Option<String>,
     log_mode: Option<String>,
+    stale_age: Option<String>,
 ) -> PyResult<PySettings> {
     let input = SettingsInput {
         request_dir,
@@ -108,6 +114,7 @@ fn resolve_settings(
         kubectl_path,
         discovery_timeout,
         log_mode,
+        stale_age,
     };
     engine_settings::resolve_from_process(&input)
         .map(|inner| PySettings { inner })
@@ -234,6 +241,27 @@ fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec
             exchange::log_dir_problem(&s.log_dir)
         };
         problems.extend(log);
+        problems
+    })
+}
+
+/// Removes leftovers of killed agents (old requests and dot-temps) from the
+/// request directory; says so in the main log. Returns the problems met.
+#[pyfunction]
+fn clean_stale(py: Python<'_>, settings: &PySettings) -> Vec<String> {
+    let s = settings.inner.clone();
+    py.detach(move || {
+        let journal = journal_for(&s);
+        let (removed, problems) = spool::clean_stale(&s.request_dir, s.stale_age);
+        for p in &removed {
+            journal.log(
+                journal::Level::Warning,
+                &format!("Removed stale request file {}", p.display()),
+            );
+        }
+        for p in &problems {
+            journal.log(journal::Level::Error, p);
+        }
         problems
     })
 }
@@ -380,5 +408,6 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(is_fenced, m)?)?;
     m.add_function(wrap_pyfunction!(fenced_targets, m)?)?;
     m.add_function(wrap_pyfunction!(unfence, m)?)?;
+    m.add_function(wrap_pyfunction!(clean_stale, m)?)?;
     Ok(())
 }

@@ -34,6 +34,11 @@ pub const ENV_FORCE_POLL: &str = "FENCE_FORCE_POLL";
 pub const ENV_KUBECTL: &str = "FENCE_KUBECTL";
 pub const ENV_DISCOVERY_TIMEOUT: &str = "FENCE_DISCOVERY_TIMEOUT";
 pub const ENV_LOG_MODE: &str = "FENCE_LOG_MODE";
+pub const ENV_STALE_AGE: &str = "FENCE_STALE_AGE";
+/// Leftover requests and dot-temps older than this are removed by `monitor`
+/// (at least twice `fence_timeout` when not set, so no attempt in flight is
+/// ever touched).
+pub const DEFAULT_STALE_AGE_SECS: f64 = 3600.0;
 
 /// Raw values as the caller received them (None: not given).
 #[derive(Debug, Clone, Default)]
@@ -47,6 +52,7 @@ pub struct SettingsInput {
     pub kubectl_path: Option<String>,
     pub discovery_timeout: Option<String>,
     pub log_mode: Option<String>,
+    pub stale_age: Option<String>,
 }
 
 /// Resolved, validated settings.
@@ -64,6 +70,8 @@ pub struct Settings {
     pub kubectl_path: Option<PathBuf>,
     pub discovery_timeout: Duration,
     pub log_mode: u32,
+    /// Requests and dot-temps older than this are leftovers of killed agents.
+    pub stale_age: Duration,
 }
 
 /// A setting that is present but unusable.
@@ -329,6 +337,28 @@ pub fn resolve(
     let log_mode = file_mode(pick("log_mode", &input.log_mode, ENV_LOG_MODE, &env_mode));
     let log_mode = c.take(log_mode, DEFAULT_LOG_MODE);
 
+    let env_stale = env(ENV_STALE_AGE);
+    let stale_raw = pick("stale_age", &input.stale_age, ENV_STALE_AGE, &env_stale);
+    let stale_age = match stale_raw {
+        None => Duration::from_secs_f64(DEFAULT_STALE_AGE_SECS).max(fence_timeout * 2),
+        Some(r) => {
+            let parsed = parse_seconds(r.value, 1.0, 30.0 * MAX_FENCE_TIMEOUT_SECS)
+                .map_err(|e| r.error(e))
+                .and_then(|d| {
+                    if d <= fence_timeout {
+                        Err(r.error(format!(
+                            "must be longer than fence_timeout ({} s), or attempts in flight \
+                             would be cleaned up",
+                            fence_timeout.as_secs_f64()
+                        )))
+                    } else {
+                        Ok(d)
+                    }
+                });
+            c.take(parsed, Duration::ZERO)
+        }
+    };
+
     if !c.0.is_empty() {
         return Err(SettingsErrors(c.0));
     }
@@ -343,6 +373,7 @@ pub fn resolve(
         kubectl_path,
         discovery_timeout,
         log_mode,
+        stale_age,
     })
 }
 
@@ -468,6 +499,29 @@ mod tests {
         assert!(
             text.contains("\"abc\"") && text.contains("\"rel\""),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn stale_age_never_reaches_attempts_in_flight() {
+        let s = resolve(&SettingsInput::default(), env_of(&[])).unwrap();
+        assert_eq!(s.stale_age, Duration::from_secs(3600));
+        let long = SettingsInput {
+            fence_timeout: Some("7200".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&long, env_of(&[])).unwrap().stale_age,
+            Duration::from_secs(14400)
+        );
+        let bad = SettingsInput {
+            fence_timeout: Some("120".into()),
+            stale_age: Some("60".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&bad, env_of(&[])).unwrap_err().0[0].setting,
+            "stale_age"
         );
     }
 

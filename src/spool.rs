@@ -47,6 +47,52 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Removes leftovers of killed agents from the request directory: requests
+/// (`<uuid>.json`) and dot-temps (`.<uuid>.json.tmp`) last modified more than
+/// `max_age` ago. Nothing else is touched. Returns what was removed and the
+/// problems met.
+pub fn clean_stale(dir: &Path, max_age: std::time::Duration) -> (Vec<PathBuf>, Vec<String>) {
+    let mut removed = Vec::new();
+    let mut problems = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => return (removed, vec![format!("cannot read {}: {e}", dir.display())]),
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let id = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".json.tmp"))
+            .or_else(|| name.strip_suffix(".json"));
+        if id.is_none_or(|id| uuid::Uuid::parse_str(id).is_err()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > max_age);
+        if !old || !(meta.is_file() || meta.file_type().is_symlink()) {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("cannot remove {}: {e}", path.display())),
+        }
+    }
+    if !removed.is_empty() {
+        let _ = sync_dir(dir);
+    }
+    (removed, problems)
+}
+
 /// What was found at a response path.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FileRead {
@@ -181,6 +227,46 @@ mod tests {
         let err = write_atomic(d.path(), "a.json", b"{}", 0o644).unwrap_err();
         assert!(err.to_string().contains("a.json"));
         assert!(!d.path().join(temp_name("a.json")).exists());
+    }
+
+    #[test]
+    fn only_old_leftovers_of_ours_are_cleaned() {
+        let d = TempDir::new("spool");
+        let id = uuid::Uuid::new_v4();
+        let young = uuid::Uuid::new_v4();
+        for n in [
+            format!("{id}.json"),
+            format!(".{id}.json.tmp"),
+            format!("{young}.json"),
+            "notes.json".into(),
+            "other.txt".into(),
+        ] {
+            fs::write(d.path().join(n), b"{}").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for n in [
+            format!("{id}.json"),
+            format!(".{id}.json.tmp"),
+            "notes.json".into(),
+        ] {
+            let f = File::options().write(true).open(d.path().join(n)).unwrap();
+            f.set_modified(old).unwrap();
+        }
+        let (removed, problems) = clean_stale(d.path(), std::time::Duration::from_secs(3600));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!("{young}.json"),
+            "notes.json".into(),
+            "other.txt".into(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
     }
 
     #[test]

@@ -9,6 +9,7 @@ __all__ = [
     "UnfenceResult",
     "__version__",
     "check_directories",
+    "clean_stale",
     "fence",
     "fenced_targets",
     "is_fenced",
@@ -43,6 +44,8 @@ class Settings:
     def discovery_timeout(self) -> float: ...
     @property
     def log_mode(self) -> int: ...
+    @property
+    def stale_age(self) -> float: ...
 
 @final
 class FenceResult:
@@ -81,6 +84,7 @@ def resolve_settings(
     kubectl_path: str | None = None,
     discovery_timeout: str | None = None,
     log_mode: str | None = None,
+    stale_age: str | None = None,
 ) -> Settings: ...
 def fence(
     settings: Settings, action: str, target: bytes, recorder_node: str | None = None
@@ -102,3 +106,4 @@ def fenced_targets(settings: Settings) -> list[str]: ...
 def unfence(
     settings: Settings, target: bytes, recorder_node: str | None = None
 ) -> UnfenceResult: ...
+def clean_stale(settings: Settings) -> list[str]: ...

@@ -114,6 +114,16 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "required": "0",
         "order": 18,
     },
+    "stale_age": {
+        "getopt": ":",
+        "longopt": "stale-age",
+        "help": "--stale-age=[seconds]          Age after which leftover requests are removed",
+        "shortdesc": "Seconds after which requests and temp files left by killed agents are "
+        "removed by monitor; must exceed fence_timeout "
+        "(default 3600 or twice fence_timeout, or env FENCE_STALE_AGE)",
+        "required": "0",
+        "order": 19,
+    },
     # Pacemaker may send these; declared with an empty help so fencing.py
     # neither warns about them nor lists them in the metadata.
     "nodename": {
@@ -198,6 +208,7 @@ def resolve_settings(options: dict[str, Any]) -> _native.Settings:
             kubectl_path=opt("kubectl_path"),
             discovery_timeout=opt("discovery_timeout"),
             log_mode=opt("log_mode"),
+            stale_age=opt("stale_age"),
         )
     except _native.SettingsError as e:
         _fail(str(e))
@@ -269,6 +280,10 @@ def do_monitor(settings: _native.Settings) -> int:
     from . import _native
 
     problems = _native.check_directories(settings, create=True)
+    if not problems:
+        # Off the fence path: monitor runs periodically, so leftovers of
+        # agents killed by Pacemaker are removed here.
+        problems = _native.clean_stale(settings)
     for p in problems:
         logging.error("Failed: %s", p)
     return EXIT_FAILED if problems else EXIT_OK
