@@ -148,16 +148,14 @@ impl Journal {
         let readable = format!(
             "[{}] ACTION={} TARGET={} GFS2={} STATUS={} DETAILS={}\n",
             local_now(),
-            escape_line(&event.action),
-            escape_line(&event.target_node),
+            escape_field(&event.action),
+            escape_field(&event.target_node),
             escape_line(&gfs2),
             event.status,
             escape_line(&event.details)
         );
         self.append(&self.readable_log(), readable.as_bytes());
-        let mut json = serde_json::to_vec(event).expect("an event always serializes");
-        json.push(b'\n');
-        self.append(&self.detailed_log(), &json);
+        self.append(&self.detailed_log(), &json_line(event));
         self.log(
             Level::Info,
             &format!(
@@ -256,6 +254,29 @@ pub fn escape_line(s: &str) -> String {
         }
     }
     out
+}
+
+/// `escape_line` for the value of a `KEY=value` field: a space is written
+/// `\x20`, so the value cannot end early and forge the fields after it.
+pub fn escape_field(s: &str) -> String {
+    escape_line(s).replace(' ', "\\x20")
+}
+
+/// One JSON Lines record. serde_json leaves DEL, C1 controls, U+2028 and
+/// U+2029 raw; they can only occur inside strings, where `\uXXXX` means the
+/// same, and Unicode-aware line readers split on some of them.
+fn json_line(event: &FenceEvent) -> Vec<u8> {
+    let json = serde_json::to_string(event).expect("an event always serializes");
+    let mut out = String::with_capacity(json.len() + 1);
+    for c in json.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    out.into_bytes()
 }
 
 /// Text for bytes that may not be UTF-8: invalid bytes become `\xNN`.
@@ -395,6 +416,24 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn no_unicode_line_break_and_no_forged_field() {
+        let d = TempDir::new("journal");
+        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        let details = "a\u{85}b\u{2028}c\u{2029}d\u{7f}e";
+        j.record(&event(EventStatus::Failed, "x STATUS=completed", details));
+        let detailed = fs::read_to_string(j.detailed_log()).unwrap();
+        assert_eq!(detailed.lines().count(), 1);
+        assert!(!detailed.contains(['\u{85}', '\u{2028}', '\u{2029}', '\u{7f}']));
+        let v: serde_json::Value = serde_json::from_str(&detailed).unwrap();
+        assert_eq!(v["details"], details);
+        let readable = fs::read_to_string(j.readable_log()).unwrap();
+        assert!(
+            readable.contains(" TARGET=x\\x20STATUS=completed GFS2="),
+            "{readable}"
+        );
     }
 
     #[test]

@@ -9,6 +9,10 @@ killed, or is still waiting) are listed apart.
 Output is text for people, ``--json`` for programs, or ``--prometheus`` for
 the node_exporter textfile collector. Lines that are not journal records are
 counted and reported; they never stop the report.
+
+Records of the "on" action (unfencing) are outcomes of their own
+(``unfenced``, ``already_unfenced``, ``unfence_failed``), never fence
+attempts or fence latencies.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class Journal:
 class TargetStats:
     attempts: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
-    last: Record | None = None
+    last: tuple[str, str] | None = None  # outcome, timestamp
     last_fence: Record | None = None
     latencies_ms: list[int] = field(default_factory=list)
     gfs2: set[str] = field(default_factory=set)
@@ -103,11 +107,12 @@ def journal_files(log_dir: Path) -> list[Path]:
     """The journal and its rotated copies in ``log_dir``, oldest first."""
 
     def age(p: Path) -> tuple[int, int, str]:
-        suffix = p.name[len(JOURNAL_NAME) :].lstrip(".-").removesuffix(".gz")
+        suffix = p.name[len(JOURNAL_NAME) :].removesuffix(".gz")
         if not suffix:
             return (2, 0, "")  # the current file is the newest
-        # logrotate numbers grow with age; dateext suffixes grow with time.
-        return (0, -int(suffix), "") if suffix.isdigit() else (1, 0, suffix)
+        if re.fullmatch(r"\.\d+", suffix):
+            return (0, -int(suffix[1:]), "")  # logrotate numbers grow with age
+        return (1, 0, suffix)  # dateext suffixes grow with time
 
     found = [
         p
@@ -135,7 +140,7 @@ def to_record(obj: Any) -> Record | str:
             return f"no {key} text"
     try:
         when = parse_time(obj["timestamp"])
-    except ValueError:
+    except (ValueError, OverflowError):
         return "timestamp is not an ISO 8601 time"
     elapsed = obj.get("elapsed_ms")
     gfs2 = obj.get("gfs2_filesystems")
@@ -164,7 +169,7 @@ def load(paths: Iterable[Path]) -> Journal:
                 where = f"{path.name} line {number}"
                 try:
                     obj = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, ValueError):
+                except (UnicodeDecodeError, ValueError, RecursionError):
                     journal.bad_line(where, "not JSON")
                     continue
                 rec = to_record(obj)
@@ -208,10 +213,12 @@ def summarise(records: list[Record]) -> Summary:
         if rec.status == INITIATED:
             st.attempts += 1
             continue
-        st.outcomes[rec.status] = st.outcomes.get(rec.status, 0) + 1
-        st.last = rec
-        if rec.status not in FINAL:
-            continue  # unfencing, or a status this report does not know
+        unfence = rec.action == "on" or rec.status in UNFENCE
+        outcome = rec.status if rec.status in UNFENCE or not unfence else f"unfence_{rec.status}"
+        st.outcomes[outcome] = st.outcomes.get(outcome, 0) + 1
+        st.last = (outcome, rec.timestamp)
+        if unfence or rec.status not in FINAL:
+            continue
         # A final record whose "initiated" is missing (rotated away, or a
         # refused target) still stands for one attempt.
         if rec.request_id not in initiated:
@@ -252,7 +259,7 @@ def as_json(journal: Journal, summary: Summary) -> dict[str, Any]:
                 "outcomes": dict(sorted(st.outcomes.items())),
                 "last_outcome": None
                 if st.last is None
-                else {"status": st.last.status, "timestamp": st.last.timestamp},
+                else {"status": st.last[0], "timestamp": st.last[1]},
                 "latency_ms": latency(st.latencies_ms),
                 "gfs2_filesystems": sorted(st.gfs2),
             }
@@ -287,8 +294,7 @@ def as_text(journal: Journal, summary: Summary) -> str:
             show(name),
             f"  attempts:      {st.attempts}",
             f"  outcomes:      {outcomes or '-'}",
-            "  last outcome:  "
-            + ("-" if st.last is None else f"{st.last.status} at {st.last.timestamp}"),
+            "  last outcome:  " + ("-" if st.last is None else f"{st.last[0]} at {st.last[1]}"),
             "  latency (ms):  "
             + (
                 "-"
@@ -391,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.since:
         try:
             since = parse_since(args.since)
-        except ValueError:
+        except (ValueError, OverflowError):
             sys.stderr.write(f"fence-gfs2-report: --since {args.since!r} is not a time\n")
             return 2
     paths: list[Path] = args.files or journal_files(args.log_dir)
