@@ -405,3 +405,16 @@ def test_in_process_answer_is_seen_within_milliseconds(dirs: Dirs) -> None:
     assert result.kind == "answered" and result.success
     # The poll is 30 s: only the watcher can explain an answer this soon.
     assert returned - renamed_at[0] < 5
+
+
+def test_outcome_line_cannot_forge_lines_in_pacemaker_logs(dirs: Dirs) -> None:
+    def hostile(request: dict[str, str]) -> list[tuple[str, str]]:
+        body = dict(request, success=True, message="done\nFAKE: Success\x1b[0m")
+        return [(request["request_id"] + ".json", json.dumps(body))]
+
+    t = answer_by_hand(dirs, hostile)
+    r = run_agent(["-o", "off", "-n", "compute-node-3", *dirs.argv("--fence-timeout", "5")])
+    t.join()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("\n") == 1
+    assert "done\\nFAKE: Success\\x1b[0m" in r.stdout

@@ -182,6 +182,11 @@ def load_fencing() -> ModuleType:
     return fencing
 
 
+def one_line(text: str) -> str:
+    """Text safe to print into Pacemaker's logs: one line, no control characters."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _fail(message: str) -> NoReturn:
     logging.error("Failed: %s", message)
     sys.exit(EXIT_FAILED)
@@ -218,13 +223,14 @@ def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
     from . import _native
 
     target = str(options.get("--plug", ""))
+    shown = one_line(target)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     result = _native.fence(settings, options["--action"], os.fsencode(target))
     if result.success:
         print(
-            f"Success: {target} fenced ({result.action_performed or 'off'}) "
-            f"in {result.elapsed_ms:.1f} ms: {result.message}"
+            f"Success: {shown} fenced ({one_line(result.action_performed or 'off')}) "
+            f"in {result.elapsed_ms:.1f} ms: {one_line(result.message)}"
         )
         return EXIT_OK
     reason = {
@@ -234,7 +240,7 @@ def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
         "refused": "refused",
         "failed": "request not sent",
     }[result.kind]
-    logging.error("Failed: %s not fenced (%s): %s", target, reason, result.message)
+    logging.error("Failed: %s not fenced (%s): %s", shown, reason, one_line(result.message))
     return EXIT_FAILED
 
 
@@ -245,7 +251,7 @@ def do_status(settings: _native.Settings, target: str) -> int:
     try:
         fenced = _native.is_fenced(settings, os.fsencode(target))
     except (OSError, ValueError) as e:
-        logging.error("Failed: cannot tell the status of %s: %s", target, e)
+        logging.error("Failed: cannot tell the status of %s: %s", one_line(target), e)
         return EXIT_FAILED
     print("Status: OFF" if fenced else "Status: ON")
     return EXIT_STATUS_OFF if fenced else EXIT_OK
@@ -256,9 +262,9 @@ def do_unfence(settings: _native.Settings, target: str) -> int:
 
     result = _native.unfence(settings, os.fsencode(target))
     if result.kind == "failed":
-        logging.error("Failed: %s not unfenced: %s", target, result.message)
+        logging.error("Failed: %s not unfenced: %s", one_line(target), one_line(result.message))
         return EXIT_FAILED
-    print(f"Success: {target} unfenced: {result.message}")
+    print(f"Success: {one_line(target)} unfenced: {result.message}")
     return EXIT_OK
 
 
@@ -298,7 +304,7 @@ def do_validate(settings: _native.Settings, target: str | None) -> int:
         try:
             _native.is_fenced(settings, os.fsencode(target))
         except ValueError as e:
-            problems.append(f"target {target!r}: {e}")
+            problems.append(f"target {one_line(target)!r}: {e}")
         except OSError:
             pass  # already reported by check_directories
     for p in problems:
