@@ -1,0 +1,299 @@
+"""The agent under a REAL one-node corosync + Pacemaker cluster.
+
+pacemaker-fenced runs /usr/sbin/fence_gfs2_recorder (scripts/install.sh) the
+way production does: options on stdin, pacemakerd's bare environment, its own
+deadlines. Fencing is driven by stonith_admin and by the cluster itself; the
+bundled responder plays the NNF reconciler. Needs root and the Debian packages
+pacemaker, pacemaker-cli-utils and corosync; the module is skipped otherwise.
+
+Run just this module: ``.venv/bin/python -m pytest -m cluster -ra``; its logs
+(pacemaker.log, corosync.log, the agent's journal) are kept in /tmp/fgr-cluster-*
+when a test fails, or always with FGR_KEEP_CLUSTER_LOGS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster_env import (
+    Cluster,
+    ensure_installed,
+    refuse_if_busy,
+    skip_reason,
+    system_env,
+    wait_until,
+)
+
+SKIP = skip_reason()
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(SKIP is not None, reason=SKIP or ""),
+    # The first test also builds, installs and starts the cluster.
+    pytest.mark.timeout(600),
+]
+
+DEVICE = "st-gfs2"
+FENCE_TIMEOUT = 3  # s: the agent's own wait for the answer
+ACTION_TIMEOUT = 20  # s: pcmk_reboot_timeout / pcmk_off_timeout, the fencer's deadline
+STONITH_TIMEOUT = 30  # s: cluster-initiated fencing
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    t0 = time.monotonic()
+    failed_before = request.session.testsfailed
+    refuse_if_busy()
+    agent = ensure_installed()
+    t_install = time.monotonic() - t0
+    c = Cluster()
+    try:
+        c.start()
+        up = time.monotonic() - t0 - t_install
+        c.set_property("stonith-enabled", "true")
+        c.set_property("stonith-timeout", f"{STONITH_TIMEOUT}s")
+        c.start_responder("success")
+        # No pcmk_host_list/pcmk_host_map: the device must serve any node.
+        c.add_device(
+            DEVICE,
+            {
+                "request_dir": str(c.req),
+                "response_dir": str(c.resp),
+                "log_dir": str(c.log),
+                "fence_timeout": str(FENCE_TIMEOUT),
+                "pcmk_reboot_timeout": f"{ACTION_TIMEOUT}s",
+                "pcmk_off_timeout": f"{ACTION_TIMEOUT}s",
+            },
+        )
+        c.notes.append(
+            f"install {t_install:.1f} s ({agent}), corosync + pacemaker up as DC in {up:.1f} s, "
+            f"device {DEVICE} started {time.monotonic() - t0 - t_install - up:.1f} s later"
+        )
+    except BaseException:
+        problems = c.stop()
+        _report(request, c, t0, problems, keep=True, failed_to_start=True)
+        raise
+    yield c
+    problems = c.stop()
+    keep = (
+        bool(problems)
+        or request.session.testsfailed > failed_before
+        or os.environ.get("FGR_KEEP_CLUSTER_LOGS") == "1"
+    )
+    _report(request, c, t0, problems, keep)
+    if not keep:
+        c.remove_root()
+    assert not problems, problems
+
+
+def _report(
+    request: pytest.FixtureRequest,
+    c: Cluster,
+    t0: float,
+    problems: list[str],
+    keep: bool,
+    failed_to_start: bool = False,
+) -> None:
+    took = time.monotonic() - t0
+    headline = (
+        f"REAL PACEMAKER CLUSTER TEST FAILED TO START after {took:.1f} s"
+        if failed_to_start
+        else f"REAL PACEMAKER CLUSTER TEST RAN in {took:.1f} s"
+    )
+    lines = [
+        f"{headline} (corosync + pacemakerd on 127.0.0.1, node {c.node})",
+        *(f"  {n}" for n in c.notes),
+        *(f"  PROBLEM: {p}" for p in problems),
+    ]
+    if keep:
+        lines.append(f"  logs kept in {c.root}")
+    # Shown whatever the capture setting: the run must visibly say it happened.
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        sys.stderr.write("\n".join(lines) + "\n")
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.ensure_newline()
+        for line in lines:
+            reporter.write_line(line, bold=True)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def use_responder(c: Cluster, mode: str) -> None:
+    if c.responder_mode != mode or c.responder is None or c.responder.poll() is not None:
+        c.start_responder(mode)
+
+
+def stonith_admin(c: Cluster, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    t = time.monotonic()
+    r = c.run("stonith_admin", *args, timeout=180)
+    return r, time.monotonic() - t
+
+
+def explain(c: Cluster, r: subprocess.CompletedProcess[str], target: str) -> str:
+    journal = "\n".join(json.dumps(x) for x in c.journal(target))
+    return (
+        f"rc={r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}\n"
+        f"journal for {target}:\n{journal}\n--- pacemaker.log (tail)\n{c.log_tail()}"
+    )
+
+
+def attempts(records: list[dict[str, Any]], action: str) -> tuple[list[str], list[str]]:
+    """(request ids initiated, final statuses) of one action's agent runs."""
+    runs = [x for x in records if x["action"] == action]
+    started = [x["request_id"] for x in runs if x["status"] == "initiated"]
+    finals = [x["status"] for x in runs if x["status"] != "initiated"]
+    return started, finals
+
+
+def agent_status(c: Cluster, target: str) -> subprocess.CompletedProcess[str]:
+    """The installed agent's status action, run as the fencer runs it."""
+    return subprocess.run(
+        [str(ensure_installed())],
+        input=c.device_stdin(action="status", port=target, nodename=target),
+        capture_output=True,
+        text=True,
+        env=system_env(),
+        timeout=60,
+    )
+
+
+def responses_for(c: Cluster, target: str) -> list[Path]:
+    found = []
+    for p in sorted(c.resp.glob("*.json")):
+        try:
+            body = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if body.get("target_node") == target:
+            found.append(p)
+    return found
+
+
+def completed(c: Cluster, target: str, action: str) -> list[dict[str, Any]]:
+    return [x for x in c.journal(target) if x["status"] == "completed" and x["action"] == action]
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_cluster_reboot_via_stonith_admin_completes_and_keeps_the_response(
+    cluster: Cluster,
+) -> None:
+    use_responder(cluster, "success")
+    before = len(completed(cluster, "compute-node-3", "reboot"))
+    r, _ = stonith_admin(cluster, "--reboot", "compute-node-3")
+    assert r.returncode == 0, explain(cluster, r, "compute-node-3")
+    done = completed(cluster, "compute-node-3", "reboot")
+    assert len(done) == before + 1, explain(cluster, r, "compute-node-3")
+    record = done[-1]
+    assert record["pacemaker_action"] == "reboot"
+    response = Path(record["response_file"])
+    assert response.parent == cluster.resp and response.is_file()
+    body = json.loads(response.read_text())
+    assert body["target_node"] == "compute-node-3"
+
+
+def test_cluster_fence_off_via_stonith_admin_completes(cluster: Cluster) -> None:
+    use_responder(cluster, "success")
+    before = len(completed(cluster, "compute-node-3", "off"))
+    r, _ = stonith_admin(cluster, "--fence", "compute-node-3")
+    assert r.returncode == 0, explain(cluster, r, "compute-node-3")
+    done = completed(cluster, "compute-node-3", "off")
+    assert len(done) == before + 1, explain(cluster, r, "compute-node-3")
+    assert Path(done[-1]["response_file"]).is_file()
+
+
+def test_cluster_unfence_removes_the_record_and_status_says_on(cluster: Cluster) -> None:
+    use_responder(cluster, "success")
+    r, _ = stonith_admin(cluster, "--fence", "compute-node-3")
+    assert r.returncode == 0, explain(cluster, r, "compute-node-3")
+    fenced = agent_status(cluster, "compute-node-3")
+    assert fenced.returncode == 2, (fenced.stdout, fenced.stderr)  # 2 = off
+    assert responses_for(cluster, "compute-node-3")
+
+    r, _ = stonith_admin(cluster, "--unfence", "compute-node-3")
+    assert r.returncode == 0, explain(cluster, r, "compute-node-3")
+    status = agent_status(cluster, "compute-node-3")
+    assert status.returncode == 0, (status.stdout, status.stderr)  # 0 = on
+    assert responses_for(cluster, "compute-node-3") == []
+    assert any(x["status"] == "unfenced" for x in cluster.journal("compute-node-3"))
+    kept = [p for p in cluster.log.rglob("*.json") if "compute-node-3" in p.read_text()]
+    assert kept, f"no copy of the removed records under {cluster.log}"
+
+
+def test_cluster_failure_answer_fails_every_attempt(cluster: Cluster) -> None:
+    target = "compute-node-4"
+    use_responder(cluster, "failure")
+    before = len(cluster.journal(target))
+    r, _ = stonith_admin(cluster, "--reboot", target)
+    assert r.returncode != 0, explain(cluster, r, target)
+    started, finals = attempts(cluster.journal(target)[before:], "reboot")
+    # Pacemaker retries a failed action once (pcmk_reboot_retries=2).
+    assert len(started) == 2, explain(cluster, r, target)
+    assert finals == ["failed"] * len(started), explain(cluster, r, target)
+    assert responses_for(cluster, target)  # the failure answers, for the record
+
+
+def test_cluster_silent_reconciler_ends_in_our_own_timeout(cluster: Cluster) -> None:
+    target = "compute-node-5"
+    use_responder(cluster, "silent")
+    before = len(cluster.journal(target))
+    r, took = stonith_admin(cluster, "--reboot", target)
+    assert r.returncode != 0, explain(cluster, r, target)
+    started, finals = attempts(cluster.journal(target)[before:], "reboot")
+    # Every attempt has its final record: our timeout ended it, not the
+    # fencer's SIGKILL at pcmk_reboot_timeout (that leaves "initiated" alone).
+    assert started, explain(cluster, r, target)
+    assert finals == ["timeout"] * len(started), explain(cluster, r, target)
+    for x in cluster.journal(target)[before:]:
+        if x["status"] == "timeout":
+            assert FENCE_TIMEOUT * 1000 <= x["elapsed_ms"] < ACTION_TIMEOUT * 1000, x
+    assert took < len(started) * ACTION_TIMEOUT, took
+
+
+def test_cluster_fences_a_node_that_never_joined(cluster: Cluster) -> None:
+    target = "compute-node-7"
+    use_responder(cluster, "success")
+    cluster.check(
+        "cibadmin", "--create", "-o", "nodes", "--xml-text", f"<node id='3' uname='{target}'/>"
+    )
+    # The scheduler sees an unclean node and the controller asks the fencer.
+    wait_until(
+        f"the cluster to fence {target} through the agent",
+        lambda: completed(cluster, target, "reboot"),
+        timeout=90,
+    )
+
+    def clean_offline() -> bool:
+        doc = cluster.status_xml()
+        node = None if doc is None else doc.find(f"./nodes/node[@name='{target}']")
+        return node is not None and node.get("online") == "false" and node.get("unclean") == "false"
+
+    wait_until(f"{target} shown offline and clean", clean_offline, timeout=60)
+    history = cluster.check("stonith_admin", "--history", target, "--output-as=xml")
+    events = ET.fromstring(history).findall(".//fence_event")
+    assert any(
+        e.get("status") == "success" and (e.get("client") or "").startswith("pacemaker-controld")
+        for e in events
+    ), history
+
+
+def test_cluster_fences_a_never_seen_node_without_host_list(cluster: Cluster) -> None:
+    target = "compute-node-9"
+    use_responder(cluster, "success")
+    assert cluster.journal(target) == []
+    r, _ = stonith_admin(cluster, "--reboot", target)
+    assert r.returncode == 0, explain(cluster, r, target)
+    assert completed(cluster, target, "reboot"), explain(cluster, r, target)
