@@ -374,7 +374,8 @@ pub fn log_dir_problem(dir: &std::path::Path) -> Option<String> {
 /// missing directory is created first.
 pub fn directory_problem(dir: &std::path::Path, create: bool) -> Option<String> {
     use std::os::unix::fs::DirBuilderExt;
-    if create {
+    let exists = fs::symlink_metadata(dir).is_ok();
+    if create && !exists {
         if let Err(e) = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -410,6 +411,27 @@ fn access_problem(dir: &std::path::Path) -> Option<String> {
             dir.display(),
             io::Error::last_os_error()
         ))
+    }
+}
+
+/// Why nothing can be written in `dir` (None: there is room, or it cannot
+/// be told): a file system without a free block or inode fails every request.
+pub fn space_problem(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path; st is a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    if st.f_bavail == 0 || (st.f_files > 0 && st.f_favail == 0) {
+        Some(format!(
+            "directory {} is on a full file system (no free block or inode)",
+            dir.display()
+        ))
+    } else {
+        None
     }
 }
 

@@ -233,7 +233,9 @@ fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec
     py.detach(move || {
         let mut problems: Vec<String> = [&s.request_dir, &s.response_dir]
             .into_iter()
-            .filter_map(|d| exchange::directory_problem(d, create))
+            .filter_map(|d| {
+                exchange::directory_problem(d, create).or_else(|| exchange::space_problem(d))
+            })
             .collect();
         let log = if create {
             exchange::directory_problem(&s.log_dir, true)
@@ -370,9 +372,8 @@ fn unfence(
     py.detach(move || {
         let journal = journal_for(&s);
         let recorder = recorder_node.unwrap_or_else(exchange::host_name);
-        let shown = journal::lossless_text(&target);
         let outcome = journal::with_main_log(&journal, || {
-            records::unfence(&s, &journal, &shown, &recorder)
+            records::unfence(&s, &journal, &target, &recorder)
         });
         match outcome {
             UnfenceOutcome::Removed(paths) => UnfenceResult {

@@ -92,14 +92,17 @@ pub enum UnfenceOutcome {
     Failed(String),
 }
 
-/// Unfences `target`: keeps a copy of each of its fenced records, then
-/// unlinks the record, and records the event.
+/// Unfences `raw_target` (bytes as received, maybe hostile): keeps a copy
+/// of each of its fenced records, then unlinks the record, and records the
+/// event.
 pub fn unfence(
     settings: &Settings,
     journal: &Journal,
-    target: &str,
+    raw_target: &[u8],
     recorder_node: &str,
 ) -> UnfenceOutcome {
+    let shown = crate::journal::lossless_text(raw_target);
+    let target = shown.as_str();
     info!("Fence action requested: on for target: {target}");
     let event = |status: EventStatus, details: String| FenceEvent {
         timestamp: protocol::utc_now_rfc3339(),
@@ -120,7 +123,10 @@ pub fn unfence(
         journal.record(&event(EventStatus::Failed, detail.clone()));
         UnfenceOutcome::Failed(detail)
     };
-    if let Err(why) = protocol::validate_target(target) {
+    let valid = std::str::from_utf8(raw_target)
+        .map_err(|_| "the target node name is not valid UTF-8".to_string())
+        .and_then(protocol::validate_target);
+    if let Err(why) = valid {
         return fail(format!("refused target {target:?}: {why}"));
     }
     let records = match fenced_records(&settings.response_dir, Some(target)) {
@@ -259,7 +265,7 @@ mod tests {
             "c.json",
             r#"{"target_node":"n4","success":true}"#,
         );
-        let out = unfence(&s, &j, "n3", "rabbit");
+        let out = unfence(&s, &j, b"n3", "rabbit");
         assert!(
             matches!(out, UnfenceOutcome::Removed(ref v) if v.len() == 1),
             "{out:?}"
@@ -275,7 +281,7 @@ mod tests {
             body
         );
         assert_eq!(
-            unfence(&s, &j, "n3", "rabbit"),
+            unfence(&s, &j, b"n3", "rabbit"),
             UnfenceOutcome::NothingToRemove
         );
         let statuses: Vec<String> = fs::read_to_string(j.detailed_log())
@@ -304,7 +310,7 @@ mod tests {
             "a.json",
             r#"{"target_node":"n3","success":true}"#,
         );
-        let out = unfence(&s, &j, "n3", "rabbit");
+        let out = unfence(&s, &j, b"n3", "rabbit");
         assert!(
             matches!(out, UnfenceOutcome::Failed(ref m) if m.contains("log")),
             "{out:?}"

@@ -79,6 +79,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         "FENCE_KUBECTL",
         "FENCE_DISCOVERY_TIMEOUT",
         "FENCE_LOG_MODE",
+        "FENCE_STALE_AGE",
         "KUBECONFIG",
     }
     env = {k: v for k, v in os.environ.items() if k not in ours}
