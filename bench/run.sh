@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite: prints a table and writes bench/results/latest.json.
+#   VENV (default .venv)  virtualenv with the agent installed (make setup)
+#   extra arguments go to bench/harness.py (e.g. --only latency,burst --runs 50)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
+if [ ! -x "$PY" ] || ! "$PY" -c 'import fence_gfs2_recorder._native' 2>/dev/null; then
+  echo "bench: no agent in $VENV; run 'make setup' (or VENV=$VENV bash scripts/setup.sh)" >&2
+  exit 1
+fi
+for tool in hyperfine /usr/sbin/fence_dummy; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool missing (make setup installs it)" >&2; exit 1; }
+done
+
+# Nothing the agent reads may leak in from the caller's environment.
+while IFS= read -r name; do
+  case "$name" in
+    FENCE_*|NNF_FENCE_*|LOG_DIR|KUBECONFIG) unset "$name" ;;
+  esac
+done < <(compgen -e)
+export FENCE_KUBECTL=
+
+# Measure the agent as Pacemaker runs it: the installed one, whose interpreter
+# is the system Python, like fence_dummy's (root only; else the virtualenv's).
+agent_args=()
+if [ "$(id -u)" = 0 ]; then
+  VENV=$VENV bash scripts/install.sh >/dev/null
+  agent_args=(--agent /usr/sbin/fence_gfs2_recorder)
+fi
+
+work=$(mktemp -d /tmp/fgr-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p bench/results
+"$PY" bench/harness.py --work "$work" --out bench/results/latest.json "${agent_args[@]}" "$@"
