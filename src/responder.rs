@@ -11,7 +11,6 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -265,19 +264,6 @@ fn answer(cfg: &ResponderConfig, name: &str) -> io::Result<Option<(Instant, Job)
         }
         Mode::Silent => Ok(None),
     }
-}
-
-/// Sleeps in short steps so a stop request is seen promptly (for callers
-/// without a watch).
-pub fn sleep_unless(total: Duration, mut stop: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + total;
-    while Instant::now() < end {
-        if stop() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20).min(end.saturating_duration_since(Instant::now())));
-    }
-    false
 }
 
 #[cfg(test)]
