@@ -219,6 +219,19 @@ mod tests {
     }
 
     #[test]
+    fn a_planted_symlink_at_the_final_name_is_replaced_not_followed() {
+        let d = TempDir::new("spool");
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        symlink(&victim, d.path().join("a.json")).unwrap();
+        write_atomic(d.path(), "a.json", b"{}", 0o644).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        let meta = fs::symlink_metadata(d.path().join("a.json")).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(fs::read(d.path().join("a.json")).unwrap(), b"{}");
+    }
+
+    #[test]
     fn failure_removes_the_temp() {
         let d = TempDir::new("spool");
         // The destination is a non-empty directory: rename fails after the temp exists.
