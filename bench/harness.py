@@ -583,7 +583,9 @@ class Bench:
         floor: list[float] = []
         inotify = self.process_series("lat-inotify", [], self.runs, lambda: ANSWER_AFTER_S, floor)
         log(f"1. latency: agent process, --force-poll ({self.poll_runs} fences)")
-        polled = self.process_series("lat-poll", ["--force-poll"], self.poll_runs, poll_delay)
+        polled = self.process_series(
+            "lat-poll", ["--force-poll", "yes"], self.poll_runs, poll_delay
+        )
         log(f"1. latency: in-process _native.fence ({self.runs} fences)")
         with normal_priority(self.realtime):
             inproc = self.in_process_series(self.runs)

@@ -138,7 +138,7 @@ def test_forced_polling_finds_the_answer(dirs: Dirs, responder) -> None:
             "off",
             "-n",
             "compute-node-3",
-            *dirs.argv("--fence-timeout", "5", "--force-poll", "--poll-interval", "0.1"),
+            *dirs.argv("--fence-timeout", "5", "--force-poll", "yes", "--poll-interval", "0.1"),
         ]
     )
     assert r.returncode == 0, r.stderr
@@ -205,6 +205,7 @@ def test_fence_timeout_option_overrides_the_environment_in_the_agent(dirs: Dirs)
         ([], {"FENCE_LOG": "main.log"}, "FENCE_LOG", "main.log"),
         (["--poll-interval", "0"], {}, "poll_interval", "0"),
         (["--poll-interval", "soon"], {}, "poll_interval", "soon"),
+        (["--force-poll", "maybe"], {}, "force_poll", "maybe"),
         ([], {"FENCE_POLL_INTERVAL": "-1"}, "FENCE_POLL_INTERVAL", "-1"),
         ([], {"FENCE_FORCE_POLL": "maybe"}, "FENCE_FORCE_POLL", "maybe"),
         (["--kubectl-path", "bin/kubectl"], {}, "kubectl_path", "bin/kubectl"),

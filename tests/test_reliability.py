@@ -473,7 +473,7 @@ def test_wall_clock_jumps_do_not_move_the_deadline(dirs: Dirs, tmp_path: Path) -
 
 
 def test_forced_polling_finds_an_answer_written_in_place(dirs: Dirs) -> None:
-    p = start_agent(dirs, "--force-poll", "--poll-interval", "0.1", timeout="10")
+    p = start_agent(dirs, "--force-poll", "yes", "--poll-interval", "0.1", timeout="10")
     req = wait_for_request(dirs)
     body = answer_body(req)
     path = dirs.resp / req.name
@@ -849,15 +849,14 @@ def test_settings_from_stdin_are_named_as_well(dirs: Dirs) -> None:
     assert list(dirs.req.iterdir()) == []
 
 
-def test_a_bad_flag_value_on_stdin_is_ignored_by_fencing_py_with_a_warning(dirs: Dirs) -> None:
-    """fencing.py drops a flag whose stdin value is not 1/yes/on/true or
-    0/no/off/false, warns naming it, and goes on (as for every fence agent)."""
+def test_a_bad_force_poll_value_on_stdin_is_an_error_naming_it(dirs: Dirs) -> None:
+    """force_poll takes a value the engine checks: nothing is dropped silently."""
     r = run_agent(
         stdin=dirs.stdin(action="off", port=TARGET, force_poll="maybe", fence_timeout="1")
     )
-    assert "Ignoring option 'force_poll'" in r.stderr, r.stderr
-    assert r.returncode == 1 and "no answer" in r.stderr
-    assert statuses(dirs) == ["initiated", "timeout"]
+    assert r.returncode == 1
+    assert 'force_poll "maybe"' in r.stderr, r.stderr
+    assert list(dirs.req.iterdir()) == []
 
 
 def test_same_request_and_response_directory_is_refused(dirs: Dirs) -> None:

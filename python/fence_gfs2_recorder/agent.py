@@ -80,11 +80,14 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "required": "0",
         "order": 14,
     },
+    # A value, not a flag: fencing.py silently drops a flag whose value it
+    # does not know; the engine names a bad value instead.
     "force_poll": {
-        "getopt": "",
+        "getopt": ":",
         "longopt": "force-poll",
-        "help": "--force-poll                   Poll only, do not use inotify",
-        "shortdesc": "Poll only, do not use inotify (or env FENCE_FORCE_POLL=1)",
+        "help": "--force-poll=[yes|no]          Poll only, do not use inotify",
+        "shortdesc": "Poll only, do not use inotify: yes or no "
+        "(default no, or env FENCE_FORCE_POLL)",
         "required": "0",
         "order": 15,
     },
@@ -218,7 +221,6 @@ def resolve_settings(options: dict[str, Any]) -> _native.Settings:
         value = options.get("--" + OWN_OPTIONS[name]["longopt"])
         return None if value is None else str(value)
 
-    force = opt("force_poll")
     try:
         return _native.resolve_settings(
             request_dir=opt("request_dir"),
@@ -226,8 +228,7 @@ def resolve_settings(options: dict[str, Any]) -> _native.Settings:
             log_dir=opt("log_dir"),
             fence_timeout=opt("fence_timeout"),
             poll_interval=opt("poll_interval"),
-            # A bare --force-poll on the command line arrives without a value.
-            force_poll=None if force is None else (force or "1"),
+            force_poll=opt("force_poll"),
             kubectl_path=opt("kubectl_path"),
             discovery_timeout=opt("discovery_timeout"),
             log_mode=opt("log_mode"),
