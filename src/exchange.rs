@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::discovery::Discovery;
+use crate::health;
 use crate::journal::{lossless_text, EventStatus, FenceEvent, Journal};
 use crate::protocol::{self, Request};
 use crate::settings::Settings;
@@ -199,7 +200,7 @@ pub fn fence(
     base.request_id = Some(request.request_id.clone());
     let name = request.file_name();
 
-    if let Some(problem) = directory_problem(&settings.response_dir, false) {
+    if let Some(problem) = health::directory_problem(&settings.response_dir, false) {
         return publish_failed(journal, &base, &mut gfs2, problem);
     }
     let wanted = name.clone();
@@ -350,88 +351,6 @@ fn withdraw(request_path: &std::path::Path) -> String {
             "; request {} could not be withdrawn: {e}",
             request_path.display()
         ),
-    }
-}
-
-/// Why the log directory cannot be used (None: it can). A missing one is
-/// fine when it can be created: the journal creates it on first write.
-pub fn log_dir_problem(dir: &std::path::Path) -> Option<String> {
-    if fs::symlink_metadata(dir).is_ok() {
-        return directory_problem(dir, false);
-    }
-    let mut parent = dir.parent();
-    while let Some(p) = parent {
-        if fs::symlink_metadata(p).is_ok() {
-            return directory_problem(p, false)
-                .map(|why| format!("log directory {} cannot be created: {why}", dir.display()));
-        }
-        parent = p.parent();
-    }
-    Some(format!("log directory {} cannot be created", dir.display()))
-}
-
-/// Why `dir` is not a usable directory (None: it is). With `create`, a
-/// missing directory is created first.
-pub fn directory_problem(dir: &std::path::Path, create: bool) -> Option<String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let exists = fs::symlink_metadata(dir).is_ok();
-    if create && !exists {
-        if let Err(e) = fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-        {
-            return Some(format!("cannot create directory {}: {e}", dir.display()));
-        }
-    }
-    match fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Some(format!("directory {} does not exist", dir.display()))
-        }
-        Err(e) => Some(format!("cannot examine directory {}: {e}", dir.display())),
-        Ok(m) if m.file_type().is_symlink() => match fs::metadata(dir) {
-            Ok(t) if t.is_dir() => access_problem(dir),
-            _ => Some(format!("{} is not a directory", dir.display())),
-        },
-        Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", dir.display())),
-        Ok(_) => access_problem(dir),
-    }
-}
-
-fn access_problem(dir: &std::path::Path) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: c is a valid NUL-terminated path.
-    let rc = unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK | libc::X_OK) };
-    if rc == 0 {
-        None
-    } else {
-        Some(format!(
-            "directory {} is not readable and writable: {}",
-            dir.display(),
-            io::Error::last_os_error()
-        ))
-    }
-}
-
-/// Why nothing can be written in `dir` (None: there is room, or it cannot
-/// be told): a file system without a free block or inode fails every request.
-pub fn space_problem(dir: &std::path::Path) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid NUL-terminated path; st is a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    if st.f_bavail == 0 || (st.f_files > 0 && st.f_favail == 0) {
-        Some(format!(
-            "directory {} is on a full file system (no free block or inode)",
-            dir.display()
-        ))
-    } else {
-        None
     }
 }
 

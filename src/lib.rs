@@ -5,6 +5,7 @@
 
 pub mod discovery;
 pub mod exchange;
+pub mod health;
 pub mod journal;
 pub mod protocol;
 pub mod python;

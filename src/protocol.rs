@@ -135,9 +135,15 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
     }
 }
 
+/// A response counts as success when `success` is the JSON boolean `true` or
+/// `status` is exactly `"success"` (the reconciler's two shapes).
+pub fn is_success(obj: &Map<String, Value>) -> bool {
+    matches!(obj.get("success"), Some(Value::Bool(true)))
+        || matches!(obj.get("status"), Some(Value::String(s)) if s == "success")
+}
+
 fn answer_from(obj: &Map<String, Value>) -> ResponseAnswer {
-    let success = matches!(obj.get("success"), Some(Value::Bool(true)))
-        || matches!(obj.get("status"), Some(Value::String(s)) if s == "success");
+    let success = is_success(obj);
     let message = match obj.get("message") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),

@@ -11,6 +11,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::exchange::{self, FenceCall, FenceOutcome};
+use crate::health;
 use crate::journal::{self, Journal};
 use crate::protocol;
 use crate::records::{self, UnfenceOutcome};
@@ -230,21 +231,7 @@ fn fence(
 #[pyo3(signature = (settings, create=false))]
 fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec<String> {
     let s = settings.inner.clone();
-    py.detach(move || {
-        let mut problems: Vec<String> = [&s.request_dir, &s.response_dir]
-            .into_iter()
-            .filter_map(|d| {
-                exchange::directory_problem(d, create).or_else(|| exchange::space_problem(d))
-            })
-            .collect();
-        let log = if create {
-            exchange::directory_problem(&s.log_dir, true)
-        } else {
-            exchange::log_dir_problem(&s.log_dir)
-        };
-        problems.extend(log);
-        problems
-    })
+    py.detach(move || health::problems(&s, create))
 }
 
 /// Removes leftovers of killed agents (old requests and dot-temps) from the

@@ -36,8 +36,7 @@ fn fenced_record(path: &Path) -> Option<FencedRecord> {
     let Value::Object(obj) = serde_json::from_slice::<Value>(&bytes).ok()? else {
         return None;
     };
-    let success = matches!(obj.get("success"), Some(Value::Bool(true)))
-        || matches!(obj.get("status"), Some(Value::String(s)) if s == "success");
+    let success = protocol::is_success(&obj);
     let target = obj.get("target_node")?.as_str()?.to_string();
     success.then(|| FencedRecord {
         path: path.to_path_buf(),

@@ -1,0 +1,150 @@
+//! Health: whether the agent can do its job, as `monitor` and
+//! `validate-all` ask: the directories exist (or can be created), are
+//! directories, are readable and writable, and their file system has room.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use crate::settings::Settings;
+
+/// Every problem that stops the agent from working (empty: none). With
+/// `create` (monitor), missing directories are created first; without it
+/// (validate-all) nothing is changed, and a log directory that can still be
+/// created is fine, since the journal creates it on first write.
+pub fn problems(s: &Settings, create: bool) -> Vec<String> {
+    let mut found: Vec<String> = [&s.request_dir, &s.response_dir]
+        .into_iter()
+        .filter_map(|d| directory_problem(d, create).or_else(|| space_problem(d)))
+        .collect();
+    let log = if create {
+        directory_problem(&s.log_dir, true)
+    } else {
+        log_dir_problem(&s.log_dir)
+    };
+    found.extend(log);
+    found
+}
+
+/// Why the log directory cannot be used (None: it can). A missing one is
+/// fine when it can be created: the journal creates it on first write.
+pub fn log_dir_problem(dir: &Path) -> Option<String> {
+    if fs::symlink_metadata(dir).is_ok() {
+        return directory_problem(dir, false);
+    }
+    let mut parent = dir.parent();
+    while let Some(p) = parent {
+        if fs::symlink_metadata(p).is_ok() {
+            return directory_problem(p, false)
+                .map(|why| format!("log directory {} cannot be created: {why}", dir.display()));
+        }
+        parent = p.parent();
+    }
+    Some(format!("log directory {} cannot be created", dir.display()))
+}
+
+/// Why `dir` is not a usable directory (None: it is). With `create`, a
+/// missing directory is created first.
+pub fn directory_problem(dir: &Path, create: bool) -> Option<String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let exists = fs::symlink_metadata(dir).is_ok();
+    if create && !exists {
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+        {
+            return Some(format!("cannot create directory {}: {e}", dir.display()));
+        }
+    }
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Some(format!("directory {} does not exist", dir.display()))
+        }
+        Err(e) => Some(format!("cannot examine directory {}: {e}", dir.display())),
+        Ok(m) if m.file_type().is_symlink() => match fs::metadata(dir) {
+            Ok(t) if t.is_dir() => access_problem(dir),
+            _ => Some(format!("{} is not a directory", dir.display())),
+        },
+        Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", dir.display())),
+        Ok(_) => access_problem(dir),
+    }
+}
+
+fn access_problem(dir: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: c is a valid NUL-terminated path.
+    let rc = unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK | libc::X_OK) };
+    if rc == 0 {
+        None
+    } else {
+        Some(format!(
+            "directory {} is not readable and writable: {}",
+            dir.display(),
+            io::Error::last_os_error()
+        ))
+    }
+}
+
+/// Why nothing can be written in `dir` (None: there is room, or it cannot
+/// be told): a file system without a free block or inode fails every request.
+pub fn space_problem(dir: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path; st is a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    if st.f_bavail == 0 || (st.f_files > 0 && st.f_favail == 0) {
+        Some(format!(
+            "directory {} is on a full file system (no free block or inode)",
+            dir.display()
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{resolve, SettingsInput};
+    use crate::spool::testdir::TempDir;
+
+    fn settings(d: &TempDir) -> Settings {
+        let p = |s: &str| Some(d.path().join(s).display().to_string());
+        let input = SettingsInput {
+            request_dir: p("a/req"),
+            response_dir: p("a/resp"),
+            log_dir: p("a/log"),
+            ..Default::default()
+        };
+        resolve(&input, |_| None).unwrap()
+    }
+
+    #[test]
+    fn validate_changes_nothing_and_monitor_creates() {
+        let d = TempDir::new("health");
+        let s = settings(&d);
+        let found = problems(&s, false);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("a/req") && found[1].contains("a/resp"));
+        assert!(!d.path().join("a").exists());
+        assert!(problems(&s, true).is_empty());
+        assert!(s.request_dir.is_dir() && s.response_dir.is_dir() && s.log_dir.is_dir());
+    }
+
+    #[test]
+    fn a_file_where_a_directory_belongs_is_named() {
+        let d = TempDir::new("health");
+        let s = settings(&d);
+        fs::create_dir_all(d.path().join("a")).unwrap();
+        fs::write(&s.request_dir, "").unwrap();
+        let found = problems(&s, true);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("is not a directory"), "{found:?}");
+    }
+}
