@@ -1,12 +1,15 @@
 //! Health: whether the agent can do its job, as `monitor` and
 //! `validate-all` ask: the directories exist (or can be created), are
-//! directories, are readable and writable, and their file system has room.
+//! directories, are readable and writable, and their file system has room;
+//! and the clean-up of what killed agents left behind, which monitor runs.
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
+use crate::journal::{Journal, Level};
 use crate::settings::Settings;
+use crate::spool;
 
 /// Every problem that stops the agent from working (empty: none). With
 /// `create` (monitor), missing directories are created first; without it
@@ -24,6 +27,23 @@ pub fn problems(s: &Settings, create: bool) -> Vec<String> {
     };
     found.extend(log);
     found
+}
+
+/// Removes requests and dot-temps that agents killed by Pacemaker left behind
+/// (older than `stale_age`, so never an attempt in flight), saying so in the
+/// main log. Returns the problems met.
+pub fn remove_leftovers(s: &Settings, journal: &Journal) -> Vec<String> {
+    let (removed, problems) = spool::clean_stale(&s.request_dir, s.stale_age);
+    for p in &removed {
+        journal.log(
+            Level::Warning,
+            &format!("Removed stale request file {}", p.display()),
+        );
+    }
+    for p in &problems {
+        journal.log(Level::Error, p);
+    }
+    problems
 }
 
 /// Why the log directory cannot be used (None: it can). A missing one is

@@ -17,7 +17,6 @@ use crate::protocol;
 use crate::records::{self, UnfenceOutcome};
 use crate::responder::{self, Mode, ResponderConfig};
 use crate::settings::{self as engine_settings, SettingsInput};
-use crate::spool;
 
 create_exception!(
     _native,
@@ -239,20 +238,7 @@ fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec
 #[pyfunction]
 fn clean_stale(py: Python<'_>, settings: &PySettings) -> Vec<String> {
     let s = settings.inner.clone();
-    py.detach(move || {
-        let journal = journal_for(&s);
-        let (removed, problems) = spool::clean_stale(&s.request_dir, s.stale_age);
-        for p in &removed {
-            journal.log(
-                journal::Level::Warning,
-                &format!("Removed stale request file {}", p.display()),
-            );
-        }
-        for p in &problems {
-            journal.log(journal::Level::Error, p);
-        }
-        problems
-    })
+    py.detach(move || health::remove_leftovers(&s, &journal_for(&s)))
 }
 
 /// Runs the stand-in responder until a Python signal handler raises or
