@@ -5,9 +5,10 @@
 #                                            pacemaker-controld runs metadata as hacluster)
 #   /usr/sbin/fence_gfs2_recorder            the agent, shebang = that venv's python
 #   /usr/share/man/man8/fence_gfs2_recorder.8.gz
+#   /usr/share/fence_gfs2_recorder/fence-gfs2-rotate-hold  (for copytruncate rotation)
 # Safe to run again: it refreshes the wheel, the script and the man page.
 #   VENV (default .venv)        build virtualenv that has maturin (see scripts/setup.sh)
-#   INSTALL_VENV, SBINDIR, MAN8DIR, BASE_PYTHON   override the locations above
+#   INSTALL_VENV, SBINDIR, MAN8DIR, SHAREDIR, BASE_PYTHON   override the locations above
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022
@@ -17,6 +18,7 @@ BASE_PYTHON=${BASE_PYTHON:-/usr/bin/python3}
 INSTALL_VENV=${INSTALL_VENV:-/opt/fence_gfs2_recorder/venv}
 SBINDIR=${SBINDIR:-/usr/sbin}
 MAN8DIR=${MAN8DIR:-/usr/share/man/man8}
+SHAREDIR=${SHAREDIR:-/usr/share/fence_gfs2_recorder}
 RELAXNG=${RELAXNG:-/usr/share/cluster/relaxng}
 AGENT=fence_gfs2_recorder
 
@@ -90,6 +92,10 @@ gzip -9n < "$work/$AGENT.8" > "$work/$AGENT.8.gz"
 mkdir -p "$MAN8DIR"
 install -m 0644 "$work/$AGENT.8.gz" "$MAN8DIR/$AGENT.8.gz"
 log "installed $MAN8DIR/$AGENT.8.gz"
+
+# The helper a copytruncate logrotate config runs (contrib/logrotate-copytruncate.conf).
+install -D -m 0755 contrib/fence-gfs2-rotate-hold "$SHAREDIR/fence-gfs2-rotate-hold"
+log "installed $SHAREDIR/fence-gfs2-rotate-hold"
 
 # 5. What Pacemaker will do first: read the metadata as an unprivileged user.
 if [ "$(id -u)" = 0 ] && id hacluster >/dev/null 2>&1 && command -v setpriv >/dev/null; then

@@ -13,11 +13,14 @@
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fmt::{self, Write as _};
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -166,6 +169,7 @@ impl Journal {
     }
 
     fn append(&self, path: &Path, bytes: &[u8]) {
+        let _rotation = RotationLock::shared(&self.log_dir, self.mode);
         if let Err(e) = append_record(path, bytes, self.mode) {
             let first = self
                 .reported
@@ -179,6 +183,51 @@ impl Journal {
                 ));
             }
         }
+    }
+}
+
+/// The lock a `copytruncate` rotation holds exclusively (through
+/// `contrib/fence-gfs2-rotate-hold`, run as logrotate's prerotate and
+/// postrotate scripts) so that no record is appended between logrotate's copy
+/// and its truncate. Agents hold it shared around each append, so they never
+/// wait for one another.
+pub const ROTATION_LOCK_NAME: &str = ".fence-events.lock";
+/// Longest an append waits for a rotation; then it goes ahead (a record that
+/// might be lost beats an agent that hangs).
+pub const ROTATION_WAIT: Duration = Duration::from_secs(1);
+
+/// A shared hold on the rotation lock, released on drop. Holds nothing when
+/// the lock cannot be had (no log dir yet, or a rotation outlasting
+/// [`ROTATION_WAIT`]).
+pub struct RotationLock(Option<File>);
+
+impl RotationLock {
+    pub fn shared(log_dir: &Path, mode: u32) -> RotationLock {
+        let Ok(f) = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(log_dir.join(ROTATION_LOCK_NAME))
+        else {
+            return RotationLock(None);
+        };
+        let deadline = Instant::now() + ROTATION_WAIT;
+        loop {
+            // SAFETY: the descriptor is open for the whole call.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+                return RotationLock(Some(f));
+            }
+            if Instant::now() >= deadline {
+                return RotationLock(None);
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.0.is_some()
     }
 }
 
@@ -434,6 +483,27 @@ mod tests {
             readable.contains(" TARGET=x\\x20STATUS=completed GFS2="),
             "{readable}"
         );
+    }
+
+    #[test]
+    fn appends_wait_for_a_rotation_then_go_ahead() {
+        let d = TempDir::new("journal");
+        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        let first = RotationLock::shared(d.path(), 0o600);
+        let second = RotationLock::shared(d.path(), 0o600);
+        assert!(first.is_held() && second.is_held(), "agents share the lock");
+        drop((first, second));
+        // A rotation holds it exclusively: an append waits, then goes ahead.
+        let holder = File::open(d.path().join(ROTATION_LOCK_NAME)).unwrap();
+        assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let start = Instant::now();
+        j.log(Level::Info, "during a stuck rotation");
+        assert!(start.elapsed() >= ROTATION_WAIT);
+        drop(holder);
+        let start = Instant::now();
+        j.log(Level::Info, "after it");
+        assert!(start.elapsed() < ROTATION_WAIT);
+        assert_eq!(fs::read_to_string(j.main_log()).unwrap().lines().count(), 2);
     }
 
     #[test]

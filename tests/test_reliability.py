@@ -657,6 +657,7 @@ def check_one_escaped_refusal(
         "fence-events.log",
         "fence-events-readable.log",
         "fence-events-detailed.jsonl",
+        ".fence-events.lock",  # the journal's rotation lock (empty)
     }
     assert not (d.root / "pwned").exists()
 
