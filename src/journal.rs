@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -109,6 +110,8 @@ pub struct Journal {
     mode: u32,
     /// Files already reported as unwritable (reported once each).
     reported: Mutex<HashSet<PathBuf>>,
+    /// An append already waited ROTATION_WAIT for a rotation in vain.
+    rotation_gave_up: AtomicBool,
 }
 
 impl Journal {
@@ -118,6 +121,7 @@ impl Journal {
             main_log: main_log.to_path_buf(),
             mode,
             reported: Mutex::new(HashSet::new()),
+            rotation_gave_up: AtomicBool::new(false),
         }
     }
 
@@ -169,7 +173,17 @@ impl Journal {
     }
 
     fn append(&self, path: &Path, bytes: &[u8]) {
-        let _rotation = RotationLock::shared(&self.log_dir, self.mode);
+        // One process waits for rotations at most ROTATION_WAIT in all: a
+        // stuck rotation can delay a fence by that much, never more.
+        let wait = if self.rotation_gave_up.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            ROTATION_WAIT
+        };
+        let rotation = RotationLock::shared(&self.log_dir, self.mode, wait);
+        if !rotation.is_held() && !wait.is_zero() {
+            self.rotation_gave_up.store(true, Ordering::Relaxed);
+        }
         if let Err(e) = append_record(path, bytes, self.mode) {
             let first = self
                 .reported
@@ -192,8 +206,8 @@ impl Journal {
 /// and its truncate. Agents hold it shared around each append, so they never
 /// wait for one another.
 pub const ROTATION_LOCK_NAME: &str = ".fence-events.lock";
-/// Longest an append waits for a rotation; then it goes ahead (a record that
-/// might be lost beats an agent that hangs).
+/// Longest a process waits for rotations, over all its appends; then appends
+/// go ahead (a record that might be lost beats an agent that hangs).
 pub const ROTATION_WAIT: Duration = Duration::from_secs(1);
 
 /// A shared hold on the rotation lock, released on drop. Holds nothing when
@@ -202,7 +216,7 @@ pub const ROTATION_WAIT: Duration = Duration::from_secs(1);
 pub struct RotationLock(Option<File>);
 
 impl RotationLock {
-    pub fn shared(log_dir: &Path, mode: u32) -> RotationLock {
+    pub fn shared(log_dir: &Path, mode: u32, wait: Duration) -> RotationLock {
         let Ok(f) = OpenOptions::new()
             .read(true)
             .write(true)
@@ -213,7 +227,7 @@ impl RotationLock {
         else {
             return RotationLock(None);
         };
-        let deadline = Instant::now() + ROTATION_WAIT;
+        let deadline = Instant::now() + wait;
         loop {
             // SAFETY: the descriptor is open for the whole call.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
@@ -489,8 +503,8 @@ mod tests {
     fn appends_wait_for_a_rotation_then_go_ahead() {
         let d = TempDir::new("journal");
         let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
-        let first = RotationLock::shared(d.path(), 0o600);
-        let second = RotationLock::shared(d.path(), 0o600);
+        let first = RotationLock::shared(d.path(), 0o600, ROTATION_WAIT);
+        let second = RotationLock::shared(d.path(), 0o600, ROTATION_WAIT);
         assert!(first.is_held() && second.is_held(), "agents share the lock");
         drop((first, second));
         // A rotation holds it exclusively: an append waits, then goes ahead.
@@ -499,11 +513,13 @@ mod tests {
         let start = Instant::now();
         j.log(Level::Info, "during a stuck rotation");
         assert!(start.elapsed() >= ROTATION_WAIT);
-        drop(holder);
+        // The process has waited its share: later appends do not wait again.
         let start = Instant::now();
-        j.log(Level::Info, "after it");
+        j.log(Level::Info, "still stuck");
         assert!(start.elapsed() < ROTATION_WAIT);
-        assert_eq!(fs::read_to_string(j.main_log()).unwrap().lines().count(), 2);
+        drop(holder);
+        j.log(Level::Info, "after it");
+        assert_eq!(fs::read_to_string(j.main_log()).unwrap().lines().count(), 3);
     }
 
     #[test]
