@@ -7,7 +7,7 @@ PYO3_PYTHON ?= $(shell command -v python3)
 export PYO3_PYTHON
 export LD_LIBRARY_PATH := $(shell $(PYO3_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: setup demo test lint rust-test py-test cluster-test install bench fmt
+.PHONY: setup demo test lint rust-test py-test model-check cluster-test install bench fmt
 
 setup:
 	VENV=$(VENV) bash scripts/setup.sh
@@ -16,8 +16,8 @@ setup:
 demo: setup
 	VENV=$(VENV) bash scripts/demo.sh
 
-## test: everything CI runs (lint gates, Rust tests, pytest incl. the real cluster)
-test: setup lint rust-test py-test
+## test: everything CI runs (lint gates, model check, Rust tests, pytest incl. the real cluster)
+test: setup lint model-check rust-test py-test
 
 lint:
 	cargo fmt --check
@@ -32,6 +32,10 @@ rust-test:
 
 py-test:
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+## model-check: the Spin model of the protocol (docs/MODEL.md); about 10 s
+model-check:
+	bash scripts/model-check.sh
 
 fmt:
 	cargo fmt

@@ -1,0 +1,73 @@
+"""scripts/model-check.sh fails when the model stops saying what it says.
+
+`make model-check` runs the real model. These tests run the script on a
+mutated copy of it and check that the script notices, both ways: a property
+that must hold and no longer does, and an expected violation that is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "docs" / "model" / "fence.pml"
+SCRIPT = ROOT / "scripts" / "model-check.sh"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("spin") is None or shutil.which("gcc") is None,
+    reason="spin and gcc are needed (scripts/setup.sh installs them)",
+)
+
+
+def run_on(tmp_path: Path, old: str, new: str) -> subprocess.CompletedProcess[str]:
+    text = MODEL.read_text()
+    assert text.count(old) == 1, f"the mutation point {old!r} is not unique in {MODEL}"
+    mutated = tmp_path / "fence.pml"
+    mutated.write_text(text.replace(old, new))
+    env = dict(os.environ, MODEL_FILE=str(mutated), MODEL_ONLY="intended", MODEL_QUIET="1")
+    return subprocess.run(
+        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def rows(out: str) -> dict[str, tuple[str, str]]:
+    """property -> (expected, found) from the script's table."""
+    table = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[0] == "intended":
+            table[f[1]] = (f[2], f[3])
+    return table
+
+
+def test_an_on_that_no_longer_withdraws_requests_fails_the_check(tmp_path: Path) -> None:
+    r = run_on(tmp_path, "#ifndef PRE_FIX\n    /* 1. withdraw", "#if 0\n    /* 1. withdraw")
+    assert r.returncode == 1, r.stdout + r.stderr
+    t = rows(r.stdout)
+    assert t["on_leaves_no_request"] == ("holds", "violated"), r.stdout
+    assert t["exit0_means_answered"] == ("holds", "holds"), r.stdout
+    assert "UNEXPECTED" in r.stdout
+    assert "did not come out as expected" in r.stderr
+
+
+def test_a_missing_expected_violation_fails_the_check(tmp_path: Path) -> None:
+    # nnf-sos's late answers no longer count as re-fencing: the documented
+    # race disappears from the model, and the script must say so.
+    r = run_on(tmp_path, "refenced = true; refence_path = via;", "refence_path = via;")
+    assert r.returncode == 1, r.stdout + r.stderr
+    t = rows(r.stdout)
+    assert t["no_refence_after_on"] == ("violated", "holds"), r.stdout
+    assert t["on_leaves_no_request"] == ("holds", "holds"), r.stdout
+
+
+def test_the_model_as_committed_passes_for_the_intended_agent(tmp_path: Path) -> None:
+    r = run_on(tmp_path, "ltl exit0_means_answered", "ltl exit0_means_answered")
+    assert r.returncode == 0, r.stdout + r.stderr
+    t = rows(r.stdout)
+    assert t["no_refence_after_on"] == ("violated", "violated")
+    assert t["on_leaves_no_request"] == ("holds", "holds")
