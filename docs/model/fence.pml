@@ -22,7 +22,7 @@
  * covers its start-up scan of requests left while it was down.
  *
  * Variants (compile-time):
- *   (none)              the agent as intended by issue 10
+ *   (none)              the agent as the unfencing fixes intend it
  *   PRE_FIX             the agent before the fixes: `on` does not withdraw
  *                       pending requests and ignores responses still being
  *                       written; a timeout record says "withdrawn" whenever
@@ -417,8 +417,10 @@ inline unfence(i) {
         i++
     :: else -> break
     od;
-    on_returned = true;
-    printf("MSC: `on` returns 0 (unfenced)\n")
+    atomic {
+        printf("MSC: `on` returns 0 (unfenced)\n");
+        on_returned = true
+    }
 }
 
 /* ------------------------------------------------------------------ */
