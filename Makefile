@@ -33,7 +33,7 @@ rust-test:
 py-test:
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
-## model-check: the Spin model of the protocol (docs/MODEL.md); 8 to 25 s
+## model-check: the Spin model of the protocol (docs/MODEL.md); 8 to 30 s
 model-check:
 	bash scripts/model-check.sh
 
