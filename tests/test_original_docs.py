@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 import sandbox
+
 from conftest import BIN, DATA, RESPONDER, clean_env, run_agent
 
 # --- The original documentation's commands (data, verbatim) ---------------
@@ -47,13 +47,13 @@ sudo mkdir -p /localdisk/gfs2-fencing/{requests,responses}
 sudo chmod 755 /localdisk/gfs2-fencing/{requests,responses}
 """
 
-CONFIG_PY = '''\
+CONFIG_PY = """\
 # Directory where fence agents write fence request files
 REQUEST_DIR = "/localdisk/gfs2-fencing/requests"
 
 # Directory where nnf-sos writes fence response files
 RESPONSE_DIR = "/localdisk/gfs2-fencing/responses"
-'''
+"""
 
 MANUAL_REBOOT = """\
 # Test recording a reboot event
