@@ -783,6 +783,57 @@ RESPONSE_DIR = os.environ.get("NNF_FENCE_RESPONSE_DIR", _DEFAULT_RESPONSE_DIR)
     }
 
     #[test]
+    fn any_mix_of_fragments_gives_a_value_or_an_error_never_a_panic() {
+        let parts = [
+            "REQUEST_DIR",
+            " = ",
+            "'/a'",
+            "\"",
+            "'''",
+            "\"\"\"",
+            "os.environ.get(",
+            "os.getenv(",
+            ",",
+            ")",
+            "(",
+            "[",
+            "]",
+            "\n",
+            "    ",
+            "\\",
+            "\\\n",
+            "#",
+            ";",
+            "f'",
+            "r'",
+            "b\"",
+            "X",
+            ":",
+            "=",
+            "+=",
+            "é",
+            "\t",
+            "1.5e3",
+            "import os",
+            "if x:",
+            "\r\n",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for k in 0..(state % 12) {
+                let idx = (state.rotate_left(k as u32 * 5) % parts.len() as u64) as usize;
+                text.push_str(parts[idx]);
+            }
+            let env = |k: &str| (k == "/a").then(|| "/e".to_string());
+            let _ = parse(&text, &env);
+        }
+    }
+
+    #[test]
     fn multi_line_values_and_semicolons() {
         let text =
             "REQUEST_DIR = os.environ.get(\n    'NNF_FENCE_REQUEST_DIR',\n    '/m/req',\n)\n\
