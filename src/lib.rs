@@ -7,6 +7,8 @@ pub mod discovery;
 pub mod exchange;
 pub mod health;
 pub mod journal;
+pub mod nnf_checks;
+pub mod nnf_config;
 pub mod protocol;
 pub mod python;
 pub mod records;

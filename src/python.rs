@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use crate::exchange::{self, FenceCall, FenceOutcome};
 use crate::health;
 use crate::journal::{self, Journal};
+use crate::nnf_checks;
 use crate::protocol;
 use crate::records::{self, UnfenceOutcome};
 use crate::responder::{self, Mode, ResponderConfig};
@@ -81,6 +82,23 @@ impl PySettings {
     fn stale_age(&self) -> f64 {
         self.inner.stale_age.as_secs_f64()
     }
+    #[getter]
+    fn nnf_config(&self) -> Option<String> {
+        self.inner.nnf_config.as_deref().map(path_str)
+    }
+    #[getter]
+    fn nnf_config_origin(&self) -> String {
+        self.inner.nnf_config_origin.clone()
+    }
+    #[getter]
+    fn nnf_config_notes(&self) -> Vec<String> {
+        self.inner.nnf_config_notes.clone()
+    }
+    /// (setting, origin) for each directory setting.
+    #[getter]
+    fn origins(&self) -> Vec<(String, String)> {
+        self.inner.origins.clone()
+    }
     fn __repr__(&self) -> String {
         format!("Settings({:?})", self.inner)
     }
@@ -90,7 +108,7 @@ impl PySettings {
 #[pyfunction]
 #[pyo3(signature = (*, request_dir=None, response_dir=None, log_dir=None, fence_timeout=None,
                     poll_interval=None, force_poll=None, kubectl_path=None,
-                    discovery_timeout=None, log_mode=None, stale_age=None))]
+                    discovery_timeout=None, log_mode=None, stale_age=None, nnf_config=None))]
 #[allow(clippy::too_many_arguments)]
 fn resolve_settings(
     request_dir: Option<String>,
@@ -103,6 +121,7 @@ fn resolve_settings(
     discovery_timeout: Option<String>,
     log_mode: Option<String>,
     stale_age: Option<String>,
+    nnf_config: Option<String>,
 ) -> PyResult<PySettings> {
     let input = SettingsInput {
         request_dir,
@@ -115,6 +134,7 @@ fn resolve_settings(
         discovery_timeout,
         log_mode,
         stale_age,
+        nnf_config,
     };
     engine_settings::resolve_from_process(&input)
         .map(|inner| PySettings { inner })
@@ -231,6 +251,14 @@ fn fence(
 fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec<String> {
     let s = settings.inner.clone();
     py.detach(move || health::problems(&s, create))
+}
+
+/// Signs that nnf-sos does not read or write the configured directories
+/// (warnings for monitor and validate-all).
+#[pyfunction]
+fn nnf_warnings(py: Python<'_>, settings: &PySettings) -> Vec<String> {
+    let s = settings.inner.clone();
+    py.detach(move || nnf_checks::warnings(&s))
 }
 
 /// Removes leftovers of killed agents (old requests and dot-temps) from the
@@ -383,5 +411,6 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fenced_targets, m)?)?;
     m.add_function(wrap_pyfunction!(unfence, m)?)?;
     m.add_function(wrap_pyfunction!(clean_stale, m)?)?;
+    m.add_function(wrap_pyfunction!(nnf_warnings, m)?)?;
     Ok(())
 }

@@ -9,8 +9,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const DEFAULT_REQUEST_DIR: &str = "/localdisk/gfs2-fencing/requests";
-pub const DEFAULT_RESPONSE_DIR: &str = "/localdisk/gfs2-fencing/responses";
+use crate::nnf_config;
+
+/// Current nnf-sos's defaults (its `pkg/fence`), used when neither an option,
+/// the environment nor NNF's shared config names the directories.
+pub const DEFAULT_REQUEST_DIR: &str = "/localdisk/fence-recorder/requests";
+pub const DEFAULT_RESPONSE_DIR: &str = "/localdisk/fence-recorder/responses";
 pub const DEFAULT_LOG_DIR: &str = "/var/log/gfs2-fencing";
 pub const MAIN_LOG_NAME: &str = "fence-events.log";
 pub const DEFAULT_FENCE_TIMEOUT_SECS: f64 = 60.0;
@@ -53,6 +57,8 @@ pub struct SettingsInput {
     pub discovery_timeout: Option<String>,
     pub log_mode: Option<String>,
     pub stale_age: Option<String>,
+    /// NNF's shared config.py (empty: none); see `nnf_config`.
+    pub nnf_config: Option<String>,
 }
 
 /// Resolved, validated settings.
@@ -72,6 +78,13 @@ pub struct Settings {
     pub log_mode: u32,
     /// Requests and dot-temps older than this are leftovers of killed agents.
     pub stale_age: Duration,
+    /// The shared NNF config read (None: none), how it was found, and the
+    /// statements its reader ignored.
+    pub nnf_config: Option<PathBuf>,
+    pub nnf_config_origin: String,
+    pub nnf_config_notes: Vec<String>,
+    /// Where each directory setting came from: (setting, origin).
+    pub origins: Vec<(String, String)>,
 }
 
 /// A setting that is present but unusable.
@@ -229,12 +242,39 @@ pub fn resolve(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Settings, SettingsErrors> {
     let mut c = Collect(Vec::new());
-    let path_or = |opt_name: &str, opt: &Option<String>, env_name: &str, default: &str| {
+    // Option, then environment, then NNF's shared config, then the default.
+    let unset = |opt: &Option<String>, name: &str| opt.is_none() && env(name).is_none();
+    let needed =
+        unset(&input.request_dir, ENV_REQUEST_DIR) || unset(&input.response_dir, ENV_RESPONSE_DIR);
+    let shared = nnf_config::shared(&input.nnf_config, &env, needed);
+    let shared = c.take(shared, nnf_config::Shared::default());
+    let mut origins = Vec::new();
+    let mut path_or = |opt_name: &str, opt: &Option<String>, env_name: &str, default: &str| {
         let env_value = env(env_name);
-        match pick(opt_name, opt, env_name, &env_value) {
-            Some(r) => absolute_path(&r),
-            None => Ok(PathBuf::from(default)),
-        }
+        let from_file = match opt_name {
+            "request_dir" => shared.value(nnf_config::REQUEST_NAME),
+            "response_dir" => shared.value(nnf_config::RESPONSE_NAME),
+            _ => None,
+        };
+        let (result, origin) = match (pick(opt_name, opt, env_name, &env_value), from_file) {
+            (Some(r), _) => {
+                let origin = match opt {
+                    Some(_) => format!("option {opt_name}"),
+                    None => format!("environment variable {env_name}"),
+                };
+                (absolute_path(&r), origin)
+            }
+            (None, Some((value, origin))) => {
+                let raw = Raw {
+                    source: format!("{opt_name} (from {origin})"),
+                    value: &value,
+                };
+                (absolute_path(&raw), origin)
+            }
+            (None, None) => (Ok(PathBuf::from(default)), "default".to_string()),
+        };
+        origins.push((opt_name.to_string(), origin));
+        result
     };
     let request_dir = path_or(
         "request_dir",
@@ -242,15 +282,15 @@ pub fn resolve(
         ENV_REQUEST_DIR,
         DEFAULT_REQUEST_DIR,
     );
-    let request_dir = c.take(request_dir, PathBuf::from(DEFAULT_REQUEST_DIR));
     let response_dir = path_or(
         "response_dir",
         &input.response_dir,
         ENV_RESPONSE_DIR,
         DEFAULT_RESPONSE_DIR,
     );
-    let response_dir = c.take(response_dir, PathBuf::from(DEFAULT_RESPONSE_DIR));
     let log_dir = path_or("log_dir", &input.log_dir, ENV_LOG_DIR, DEFAULT_LOG_DIR);
+    let request_dir = c.take(request_dir, PathBuf::from(DEFAULT_REQUEST_DIR));
+    let response_dir = c.take(response_dir, PathBuf::from(DEFAULT_RESPONSE_DIR));
     let log_dir = c.take(log_dir, PathBuf::from(DEFAULT_LOG_DIR));
     if request_dir == response_dir {
         c.0.push(SettingsError {
@@ -374,6 +414,10 @@ pub fn resolve(
         discovery_timeout,
         log_mode,
         stale_age,
+        nnf_config: shared.path,
+        nnf_config_origin: shared.origin,
+        nnf_config_notes: shared.parsed.notes,
+        origins,
     })
 }
 

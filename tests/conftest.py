@@ -80,6 +80,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         "FENCE_DISCOVERY_TIMEOUT",
         "FENCE_LOG_MODE",
         "FENCE_STALE_AGE",
+        "NNF_FENCE_CONFIG",
         "KUBECONFIG",
     }
     env = {k: v for k, v in os.environ.items() if k not in ours}

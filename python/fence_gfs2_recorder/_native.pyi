@@ -13,6 +13,7 @@ __all__ = [
     "fence",
     "fenced_targets",
     "is_fenced",
+    "nnf_warnings",
     "resolve_settings",
     "run_responder",
     "unfence",
@@ -46,6 +47,14 @@ class Settings:
     def log_mode(self) -> int: ...
     @property
     def stale_age(self) -> float: ...
+    @property
+    def nnf_config(self) -> str | None: ...
+    @property
+    def nnf_config_origin(self) -> str: ...
+    @property
+    def nnf_config_notes(self) -> list[str]: ...
+    @property
+    def origins(self) -> list[tuple[str, str]]: ...
 
 @final
 class FenceResult:
@@ -85,6 +94,7 @@ def resolve_settings(
     discovery_timeout: str | None = None,
     log_mode: str | None = None,
     stale_age: str | None = None,
+    nnf_config: str | None = None,
 ) -> Settings: ...
 def fence(
     settings: Settings, action: str, target: bytes, recorder_node: str | None = None
@@ -107,3 +117,4 @@ def unfence(
     settings: Settings, target: bytes, recorder_node: str | None = None
 ) -> UnfenceResult: ...
 def clean_stale(settings: Settings) -> list[str]: ...
+def nnf_warnings(settings: Settings) -> list[str]: ...

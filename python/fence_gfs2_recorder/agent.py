@@ -38,7 +38,8 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "longopt": "request-dir",
         "help": "--request-dir=[path]           Directory fence requests are written to",
         "shortdesc": "Directory fence requests are written to, read by the NNF reconciler "
-        "(default /localdisk/gfs2-fencing/requests, or env NNF_FENCE_REQUEST_DIR)",
+        "(env NNF_FENCE_REQUEST_DIR, else REQUEST_DIR of the NNF config file, "
+        "else /localdisk/fence-recorder/requests)",
         "required": "0",
         "order": 10,
     },
@@ -47,7 +48,8 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "longopt": "response-dir",
         "help": "--response-dir=[path]          Directory the answers appear in",
         "shortdesc": "Directory the NNF reconciler writes its answers to "
-        "(default /localdisk/gfs2-fencing/responses, or env NNF_FENCE_RESPONSE_DIR)",
+        "(env NNF_FENCE_RESPONSE_DIR, else RESPONSE_DIR of the NNF config file, "
+        "else /localdisk/fence-recorder/responses)",
         "required": "0",
         "order": 11,
     },
@@ -127,6 +129,26 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "(default 3600 or twice fence_timeout, or env FENCE_STALE_AGE)",
         "required": "0",
         "order": 19,
+    },
+    "nnf_config": {
+        "getopt": ":",
+        "longopt": "nnf-config",
+        "help": "--nnf-config=[path]            NNF config.py naming the request/response dirs",
+        "shortdesc": "The config.py shared with nnf-sos that sets REQUEST_DIR and RESPONSE_DIR; "
+        "read, never run, and refused unless only root can change it "
+        "(default /etc/nnf/fence/config.py if present, or env NNF_FENCE_CONFIG; empty: none)",
+        "required": "0",
+        "order": 20,
+    },
+    # The original agent's name for the node; the same as -n/--plug.
+    "hostname": {
+        "getopt": ":",
+        "longopt": "hostname",
+        "help": "--hostname=[nodename]          Name of the compute node to fence, as -n/--plug",
+        "shortdesc": "Name of the compute node to fence, the same as plug "
+        "(the original agent's option; both given must name the same node)",
+        "required": "0",
+        "order": 1,
     },
     # Pacemaker may send these; declared with an empty help so fencing.py
     # neither warns about them nor lists them in the metadata.
@@ -233,6 +255,7 @@ def resolve_settings(options: dict[str, Any]) -> _native.Settings:
             discovery_timeout=opt("discovery_timeout"),
             log_mode=opt("log_mode"),
             stale_age=opt("stale_age"),
+            nnf_config=opt("nnf_config"),
         )
     except _native.SettingsError as e:
         _fail(str(e))
@@ -301,11 +324,50 @@ def do_list(settings: _native.Settings, with_status: bool) -> int:
     return EXIT_OK
 
 
+def warn_nnf(settings: _native.Settings) -> None:
+    """Signs that nnf-sos does not meet the agent in the configured directories."""
+    from . import _native
+
+    for w in _native.nnf_warnings(settings):
+        logging.warning("Warning: %s", one_line(w))
+
+
+def show_origins(settings: _native.Settings) -> None:
+    """Where each directory setting came from (validate-all)."""
+    values = {
+        "request_dir": settings.request_dir,
+        "response_dir": settings.response_dir,
+        "log_dir": settings.log_dir,
+    }
+    for name, origin in settings.origins:
+        print(f"{name}={one_line(values.get(name, ''))} (from {one_line(origin)})")
+    config, origin = settings.nnf_config, one_line(settings.nnf_config_origin)
+    print(f"nnf_config={one_line(config)} (from {origin})" if config else f"nnf_config= ({origin})")
+    for note in settings.nnf_config_notes:
+        print(f"nnf_config: {one_line(note)}")
+
+
+def use_hostname(raw: dict[str, Any]) -> None:
+    """--hostname (the original agent's option) names the node like -n/--plug."""
+    host = raw.get("--hostname")
+    if host is None:
+        return
+    plug = raw.get("--plug")
+    if plug is not None and plug != host:
+        sys.stderr.write(
+            f"{AGENT_NAME}: Failed: -n/--plug {one_line(str(plug))!r} and --hostname "
+            f"{one_line(str(host))!r} name different nodes; give one of them\n"
+        )
+        sys.exit(EXIT_FAILED)
+    raw["--plug"] = host
+
+
 def do_monitor(settings: _native.Settings) -> int:
     from . import _native
 
     problems = _native.check_directories(settings, create=True)
     if not problems:
+        warn_nnf(settings)  # before the clean-up removes the oldest requests
         # Off the fence path: monitor runs periodically, so leftovers of
         # agents killed by Pacemaker are removed here.
         problems = _native.clean_stale(settings)
@@ -318,7 +380,9 @@ def do_validate(settings: _native.Settings, target: str | None) -> int:
     """Checks settings (already resolved), directories and target; no side effects."""
     from . import _native
 
+    show_origins(settings)
     problems = _native.check_directories(settings, create=False)
+    warn_nnf(settings)
     if target is not None:
         try:
             _native.is_fenced(settings, os.fsencode(target))
@@ -342,6 +406,7 @@ def run() -> int:
     fencing.all_opt["port"]["shortdesc"] = "Name of the compute node to fence"
     device_opt = list(DEVICE_OPT)
     raw = fencing.process_input(device_opt)
+    use_hostname(raw)
     if str(raw.get("--action", "")).lower() == "validate-all":
         # Pacemaker validates a device without naming a node.
         device_opt.append("no_port")
