@@ -7,10 +7,22 @@ PYO3_PYTHON ?= $(shell command -v python3)
 export PYO3_PYTHON
 export LD_LIBRARY_PATH := $(shell $(PYO3_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: setup demo test lint rust-test py-test model-check cluster-test install bench fmt
+.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test install bench fmt
+.DEFAULT_GOAL := help
 
+## help: list the targets (the default: a bare make runs nothing else)
+help:
+	@awk '/^## [a-z-]+: / { sub(/^## /, ""); n = index($$0, ":"); \
+	  printf "  %-14s %s\n", substr($$0, 1, n - 1), substr($$0, n + 2) }' $(MAKEFILE_LIST)
+
+## setup: Debian packages, .venv, release build of the wheel installed into it
 setup:
 	VENV=$(VENV) bash scripts/setup.sh
+
+## dev: quick debug build of the native module into the existing .venv (make setup first)
+dev:
+	@test -x $(VENV)/bin/maturin || { echo "dev: no maturin in $(VENV); run 'make setup' once" >&2; exit 1; }
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --quiet
 
 ## demo: a real fence exchange on temp dirs with the bundled responder
 demo: setup
@@ -19,17 +31,21 @@ demo: setup
 ## test: everything CI runs (lint gates, model check, Rust tests, pytest incl. the real cluster)
 test: setup lint model-check rust-test py-test
 
+## lint: rustfmt, clippy -D warnings, ruff and mypy --strict (agent, tests, bench), stubtest
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests
-	$(VENV)/bin/ruff format --check python tests
+	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff format --check python tests bench
 	$(VENV)/bin/mypy --strict python/fence_gfs2_recorder
+	$(VENV)/bin/mypy --strict bench
 	$(PY) -m mypy.stubtest fence_gfs2_recorder._native
 
+## rust-test: cargo test (engine unit tests, binding tests through PyO3)
 rust-test:
 	cargo test --quiet
 
+## py-test: pytest (PYTEST_ARGS='-k name' narrows it)
 py-test:
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
@@ -37,10 +53,11 @@ py-test:
 model-check:
 	bash scripts/model-check.sh
 
+## fmt: rustfmt and ruff fix what lint checks
 fmt:
 	cargo fmt
-	$(VENV)/bin/ruff format python tests
-	$(VENV)/bin/ruff check --fix python tests
+	$(VENV)/bin/ruff format python tests bench
+	$(VENV)/bin/ruff check --fix python tests bench
 
 ## install: the agent into /usr/sbin for Pacemaker (root), with its man page
 install: setup

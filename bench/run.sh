@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite: prints a table and writes bench/results/latest.json.
 #   VENV (default .venv)  virtualenv with the agent installed (make setup)
-#   extra arguments go to bench/harness.py (e.g. --only latency,burst --runs 50)
+#   extra arguments go to bench/harness.py (e.g. --only latency,burst --runs 50;
+#   the sections live in bench/fgr_bench/, one module each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -14,13 +15,8 @@ for tool in hyperfine /usr/sbin/fence_dummy; do
   command -v "$tool" >/dev/null || { echo "bench: $tool missing (make setup installs it)" >&2; exit 1; }
 done
 
-# Nothing the agent reads may leak in from the caller's environment.
-while IFS= read -r name; do
-  case "$name" in
-    FENCE_*|NNF_FENCE_*|LOG_DIR|KUBECONFIG) unset "$name" ;;
-  esac
-done < <(compgen -e)
-export FENCE_KUBECTL=
+# Nothing the agent reads leaks in from the caller's environment: the harness
+# removes every variable the agent's options name (bench/fgr_bench/common.py).
 
 # Measure the agent as Pacemaker runs it: the installed one, whose interpreter
 # is the system Python, like fence_dummy's (root only; else the virtualenv's).
