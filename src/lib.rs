@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod exchange;
 pub mod health;
 pub mod journal;
+pub mod nnf_view;
 pub mod protocol;
 pub mod python;
 pub mod records;

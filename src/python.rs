@@ -302,19 +302,19 @@ fn target_text(target: &[u8]) -> PyResult<String> {
     Ok(t.to_string())
 }
 
-/// True while a successful response (a fenced record) exists for `target`.
-/// Raises OSError when the response directory cannot be read, ValueError
-/// for an unacceptable target name.
+/// True while nnf-sos counts `target` fenced (a response it reads as a
+/// success for the node). Raises OSError when the response directory cannot
+/// be read or nnf-sos's answer cannot be known (it would block on a FIFO),
+/// ValueError for an unacceptable target name.
 #[pyfunction]
 fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult<bool> {
     let target = target_text(&target)?;
     let dir = settings.inner.response_dir.clone();
-    py.detach(move || records::fenced_records(&dir, Some(&target)))
-        .map(|r| !r.is_empty())
+    py.detach(move || records::is_fenced(&dir, &target))
         .map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
-/// The targets that currently hold a fenced record.
+/// The targets nnf-sos counts fenced, each escaped to one field of one line.
 #[pyfunction]
 fn fenced_targets(py: Python<'_>, settings: &PySettings) -> PyResult<Vec<String>> {
     let dir = settings.inner.response_dir.clone();
