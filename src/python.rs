@@ -245,7 +245,8 @@ fn clean_stale(py: Python<'_>, settings: &PySettings) -> Vec<String> {
 /// `max_answers` requests are answered. Returns how many were answered.
 #[pyfunction]
 #[pyo3(signature = (request_dir, response_dir, mode="success", delay=0.0, pause=0.2,
-                    poll_interval=0.5, force_poll=false, max_answers=None, verbose=true))]
+                    poll_interval=0.5, force_poll=false, max_answers=None, verbose=true,
+                    answer_delay=0.0, nothing_found=None))]
 #[allow(clippy::too_many_arguments)]
 fn run_responder(
     py: Python<'_>,
@@ -258,6 +259,8 @@ fn run_responder(
     force_poll: bool,
     max_answers: Option<u64>,
     verbose: bool,
+    answer_delay: f64,
+    nothing_found: Option<Vec<String>>,
 ) -> PyResult<u64> {
     let mode = Mode::parse(mode).map_err(PyValueError::new_err)?;
     let secs = |name: &str, v: f64| {
@@ -274,6 +277,8 @@ fn run_responder(
         response_dir,
         mode,
         delay: secs("delay", delay)?,
+        answer_delay: secs("answer_delay", answer_delay)?,
+        nothing_found: nothing_found.unwrap_or_default(),
         pause: secs("pause", pause)?,
         poll_interval: secs("poll_interval", poll_interval.max(0.01))?,
         force_poll,

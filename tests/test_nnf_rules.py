@@ -367,3 +367,99 @@ def wait_for_request(d: Dirs, within: float = 20) -> Path:
             return names[0]
         time.sleep(0.005)
     raise AssertionError("no request appeared")
+
+
+# --------------------------------------------------------------------------
+# unfencing that stays done
+
+
+def start_off(d: Dirs, timeout: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [AGENT, "-o", "off", "-n", NODE, *d.argv("--fence-timeout", timeout)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_on_withdraws_the_request_a_killed_off_left(dirs: Dirs, responder: Any) -> None:
+    """An off SIGKILLed while nnf-sos was down leaves its request; nnf-sos's
+    start-up scan would answer it after on and detach the node again."""
+    p = start_off(dirs, "30")
+    req = wait_for_request(dirs)
+    p.kill()
+    p.communicate()
+    assert req.exists()
+    r = run_agent(["-o", "on", "-n", NODE, *dirs.argv()])
+    assert r.returncode == 0, r.stderr
+    assert not req.exists()
+    last = dirs.jsonl()[-1]
+    assert last["status"] == "already_unfenced"
+    assert "withdrew 1 pending request(s)" in last["details"], last["details"]
+    assert json.loads('"' + req.stem + '"') in last["details"]
+    # nnf-sos comes back: its start-up scan finds nothing to answer.
+    responder()
+    time.sleep(1.5)
+    assert not dirs.responses()
+    assert status(dirs).returncode == 0
+
+
+def test_on_waits_for_an_answer_still_being_written(dirs: Dirs, responder: Any) -> None:
+    """nnf-sos read the request, the agent gave up and withdrew it, and the
+    in-place answer is being written when on runs: on waits for it."""
+    responder("--mode", "inplace", "--answer-delay", "1.5", "--pause", "1.5")
+    p = start_off(dirs, "1")
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 1, err
+    end = time.monotonic() + 20
+    while not dirs.responses() and time.monotonic() < end:
+        time.sleep(0.01)
+    [resp] = dirs.responses()
+    assert not resp.read_bytes().endswith(b"}"), "still half written"
+    r = run_agent(["-o", "on", "-n", NODE, *dirs.argv()], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not resp.exists()
+    assert dirs.jsonl()[-1]["status"] == "unfenced"
+    time.sleep(0.5)
+    assert status(dirs).returncode == 0
+
+
+def test_on_needs_no_log_space(tmp_path: Path) -> None:
+    from test_reliability import fill_up, tmpfs
+
+    with tmpfs(tmp_path / "full", size="16k") as full:
+        d = Dirs(tmp_path, tmp_path / "requests", tmp_path / "responses", full / "logs")
+        d.req.mkdir()
+        d.resp.mkdir()
+        d.log.mkdir()
+        record = body(success=True, request_id="c0ffee00-0000-4000-8000-000000000001")
+        (d.resp / "a.json").write_bytes(record)
+        fill_up(full)
+        r = run_agent(["-o", "on", "-n", NODE, *d.argv()])
+        assert r.returncode == 0, r.stderr
+        assert not (d.resp / "a.json").exists()
+        # The record's content still reaches someone: stderr (and syslog).
+        assert "c0ffee00-0000-4000-8000-000000000001" in r.stderr, r.stderr
+        assert "no copy kept" in r.stderr, r.stderr
+    assert status(d).returncode == 0
+
+
+def test_responder_answers_nothing_found_for_listed_targets(dirs: Dirs, responder: Any) -> None:
+    responder("--nothing-found", NODE)
+    for node, shape in ((NODE, "inplace"), ("n4", "rename")):
+        r = run_agent(["-o", "off", "-n", node, *dirs.argv("--fence-timeout", "10")])
+        assert r.returncode == 0, r.stderr
+        resp = Path(dirs.jsonl()[-1]["response_file"])
+        text = resp.read_text()
+        if shape == "inplace":
+            assert text.startswith('{"request_id":') and '"status":"success"' in text
+            assert json.loads(text)["message"] == "No block storage resources found to fence"
+        else:
+            assert text.startswith('{\n  "action": "off",') and not text.endswith("\n")
+            assert "status" not in json.loads(text)
+    # The responder deletes each request just after answering it.
+    end = time.monotonic() + 10
+    while list(dirs.req.iterdir()) and time.monotonic() < end:
+        time.sleep(0.01)
+    assert not list(dirs.req.iterdir()), "requests are deleted after the answer"
