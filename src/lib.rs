@@ -9,6 +9,7 @@ pub mod health;
 pub mod journal;
 pub mod nnf_checks;
 pub mod nnf_config;
+pub mod nnf_view;
 pub mod protocol;
 pub mod python;
 pub mod records;

@@ -72,7 +72,9 @@ pub enum ResponseReading {
 }
 
 /// Interprets a response. `success` is true only for the JSON boolean `true`
-/// or a `status` of exactly `"success"`; anything else is a failure answer.
+/// under the exact key `success` (a `status` of `"success"` alone is not
+/// enough), and only when nnf-sos reads the same file as a success too;
+/// anything else is a failure answer.
 pub fn read_response(bytes: &[u8], request_id: &str) -> ResponseReading {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return ResponseReading::NotYet("response file is empty".into());
@@ -103,7 +105,23 @@ pub fn read_response(bytes: &[u8], request_id: &str) -> ResponseReading {
             ));
         }
     }
-    ResponseReading::Answer(answer_from(&obj))
+    let mut answer = answer_from(&obj);
+    if answer.success {
+        // nnf-sos matches keys case-insensitively and takes the last one: a
+        // `"Success": false` after `"success": true` means not fenced to it.
+        let nnf_counts = crate::nnf_view::decode(bytes, &crate::nnf_view::RESPONSE_FIELDS)
+            .map(|f| crate::nnf_view::ResponseView::from_fields(&f).compute_check)
+            .unwrap_or(false);
+        if !nnf_counts {
+            answer.success = false;
+            answer.message = format!(
+                "ambiguous response refused: nnf-sos does not read it as a success \
+                 (a key differing only in case?): {}",
+                answer.message
+            );
+        }
+    }
+    ResponseReading::Answer(answer)
 }
 
 /// A JSON object whose top level has no repeated key.
@@ -135,11 +153,11 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
     }
 }
 
-/// A response counts as success when `success` is the JSON boolean `true` or
-/// `status` is exactly `"success"` (the reconciler's two shapes).
+/// A response counts as success only when `success` is the JSON boolean
+/// `true`. Both of the reconciler's shapes carry it (the in-place one has
+/// `"status": "success"` as well); a `status` alone decides nothing.
 pub fn is_success(obj: &Map<String, Value>) -> bool {
     matches!(obj.get("success"), Some(Value::Bool(true)))
-        || matches!(obj.get("status"), Some(Value::String(s)) if s == "success")
 }
 
 fn answer_from(obj: &Map<String, Value>) -> ResponseAnswer {
@@ -234,9 +252,24 @@ mod tests {
         assert!(a.success);
         assert_eq!(a.action_performed.as_deref(), Some("off"));
         let compact = format!(
-            r#"{{"request_id":"{ID}","status":"success","message":"no storage groups","action_performed":"off"}}"#
+            r#"{{"request_id":"{ID}","status":"success","success":true,"message":"No block storage resources found to fence","action_performed":"off"}}"#
         );
         assert!(answer(&compact).success);
+    }
+
+    #[test]
+    fn status_success_alone_is_not_success() {
+        assert!(!answer(r#"{"status":"success","success":false}"#).success);
+        assert!(!answer(r#"{"status":"success"}"#).success);
+    }
+
+    #[test]
+    fn a_success_nnf_sos_reads_otherwise_is_refused() {
+        let a = answer(r#"{"success": true, "SUCCESS": false}"#);
+        assert!(!a.success);
+        assert!(a.message.contains("nnf-sos"), "{}", a.message);
+        assert!(!answer(r#"{"success": true, "Success": "yes"}"#).success);
+        assert!(answer(r#"{"success": true, "Success": true}"#).success);
     }
 
     #[test]

@@ -273,7 +273,8 @@ fn clean_stale(py: Python<'_>, settings: &PySettings) -> Vec<String> {
 /// `max_answers` requests are answered. Returns how many were answered.
 #[pyfunction]
 #[pyo3(signature = (request_dir, response_dir, mode="success", delay=0.0, pause=0.2,
-                    poll_interval=0.5, force_poll=false, max_answers=None, verbose=true))]
+                    poll_interval=0.5, force_poll=false, max_answers=None, verbose=true,
+                    answer_delay=0.0, nothing_found=None))]
 #[allow(clippy::too_many_arguments)]
 fn run_responder(
     py: Python<'_>,
@@ -286,6 +287,8 @@ fn run_responder(
     force_poll: bool,
     max_answers: Option<u64>,
     verbose: bool,
+    answer_delay: f64,
+    nothing_found: Option<Vec<String>>,
 ) -> PyResult<u64> {
     let mode = Mode::parse(mode).map_err(PyValueError::new_err)?;
     let secs = |name: &str, v: f64| {
@@ -302,6 +305,8 @@ fn run_responder(
         response_dir,
         mode,
         delay: secs("delay", delay)?,
+        answer_delay: secs("answer_delay", answer_delay)?,
+        nothing_found: nothing_found.unwrap_or_default(),
         pause: secs("pause", pause)?,
         poll_interval: secs("poll_interval", poll_interval.max(0.01))?,
         force_poll,
@@ -330,19 +335,19 @@ fn target_text(target: &[u8]) -> PyResult<String> {
     Ok(t.to_string())
 }
 
-/// True while a successful response (a fenced record) exists for `target`.
-/// Raises OSError when the response directory cannot be read, ValueError
-/// for an unacceptable target name.
+/// True while nnf-sos counts `target` fenced (a response it reads as a
+/// success for the node). Raises OSError when the response directory cannot
+/// be read or nnf-sos's answer cannot be known (it would block on a FIFO),
+/// ValueError for an unacceptable target name.
 #[pyfunction]
 fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult<bool> {
     let target = target_text(&target)?;
     let dir = settings.inner.response_dir.clone();
-    py.detach(move || records::fenced_records(&dir, Some(&target)))
-        .map(|r| !r.is_empty())
+    py.detach(move || records::is_fenced(&dir, &target))
         .map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
-/// The targets that currently hold a fenced record.
+/// The targets nnf-sos counts fenced, each escaped to one field of one line.
 #[pyfunction]
 fn fenced_targets(py: Python<'_>, settings: &PySettings) -> PyResult<Vec<String>> {
     let dir = settings.inner.response_dir.clone();

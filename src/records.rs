@@ -1,81 +1,110 @@
 //! Records: the successful responses kept in the response directory, which
 //! the NNF reconciler treats as "this node is fenced" until they are removed.
 //!
-//! `status` asks whether a target has one; `on` (unfence) keeps a copy of
-//! each under the log directory and then unlinks it (nnf-sos reacts to the
-//! Remove event, not to renames); `list` names the targets that have one.
+//! What counts as such a record is nnf-sos's own rule (`nnf_view`), not the
+//! agent's strict fence decision: `status` says what nnf-sos says, `list`
+//! names what it counts, and `on` (unfence) leaves nothing it would still
+//! count. `on` first withdraws the node's pending requests (so nnf-sos cannot
+//! answer an old one later and detach the node again), waits a bounded time
+//! for a response that is still being written in place, then unlinks each
+//! record (nnf-sos reacts to the Remove event, not to renames; a symbolic
+//! link is unlinked itself, never what it points to). A copy of each record
+//! is kept under the log directory when it can be; whatever happens to the
+//! log directory, the record's content also goes to syslog, and to stderr
+//! when no copy could be kept, so unfencing never depends on log space.
 
 use std::collections::BTreeSet;
+use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::journal::{EventStatus, FenceEvent, Journal};
-use crate::protocol::{self, MAX_RESPONSE_BYTES};
+use crate::journal::{escape_line, lossless_text, EventStatus, FenceEvent, Journal};
+use crate::nnf_view::{self, Entry, Verdict, HEAD_CAP};
+use crate::protocol;
 use crate::settings::Settings;
-use crate::spool::{self, FileRead};
+use crate::spool;
 
 /// Where copies of removed records are kept, under the log directory.
 pub const UNFENCED_DIR_NAME: &str = "unfenced";
+/// A response that does not parse yet and was modified less than this long
+/// ago may still be being written in place: `on` waits for it.
+pub const YOUNG: Duration = Duration::from_secs(10);
+/// The longest `on` waits for such responses to be complete.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+/// How much of a removed record is shown in the journal, syslog and stderr.
+const SHOWN_BYTES: usize = 2048;
 
-/// A successful response found in the response directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FencedRecord {
-    pub path: PathBuf,
-    pub target: String,
+fn counted_for<'a>(entries: &'a [Entry], node: &str) -> Vec<&'a Entry> {
+    entries
+        .iter()
+        .filter(|e| matches!(&e.verdict, Verdict::Read(v) if v.counts_for(node)))
+        .collect()
 }
 
-/// Reads one response file as a fenced record (None: not a success answer).
-fn fenced_record(path: &Path) -> Option<FencedRecord> {
-    let FileRead::Bytes(bytes) = spool::read_regular(path, MAX_RESPONSE_BYTES).ok()? else {
-        return None;
-    };
-    let Value::Object(obj) = serde_json::from_slice::<Value>(&bytes).ok()? else {
-        return None;
-    };
-    let success = protocol::is_success(&obj);
-    let target = obj.get("target_node")?.as_str()?.to_string();
-    success.then(|| FencedRecord {
-        path: path.to_path_buf(),
-        target,
+fn stuck(entries: &[Entry]) -> Option<String> {
+    entries.iter().find_map(|e| match &e.verdict {
+        Verdict::Stuck(why) => Some(format!("{}: {why}", e.path.display())),
+        _ => None,
     })
 }
 
-/// Every fenced record in `response_dir` (for `target` only, if given).
-/// Fails only when the directory itself cannot be read.
-pub fn fenced_records(response_dir: &Path, target: Option<&str>) -> io::Result<Vec<FencedRecord>> {
-    let mut out = Vec::new();
-    let entries = fs::read_dir(response_dir).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot read directory {}: {e}", response_dir.display()),
-        )
-    })?;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') || !name.ends_with(".json") {
-            continue;
-        }
-        if let Some(rec) = fenced_record(&entry.path()) {
-            if target.is_none_or(|t| t == rec.target) {
-                out.push(rec);
-            }
-        }
+/// Does nnf-sos count `node` fenced? Fails when the response directory
+/// cannot be read, or when nothing counts but nnf-sos would block on an
+/// entry (a FIFO, a device), so its answer cannot be known.
+pub fn is_fenced(response_dir: &Path, node: &str) -> io::Result<bool> {
+    let entries = nnf_view::scan_responses(response_dir, 0)?;
+    if !counted_for(&entries, node).is_empty() {
+        return Ok(true);
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    match stuck(&entries) {
+        Some(s) => Err(io::Error::other(format!(
+            "cannot tell whether nnf-sos counts {node} fenced: {s}"
+        ))),
+        None => Ok(false),
+    }
 }
 
-/// The targets that currently hold a fenced record, sorted.
+/// A target as one field of one line of `list` output: a host name is
+/// shown as it is; in anything else every byte other than a letter, a
+/// digit, `.`, `-` or `_` is written `\xNN` (so a comma, a space or a
+/// newline can add neither a field nor a line).
+pub fn list_token(name: &str) -> String {
+    if protocol::validate_target(name).is_ok() {
+        return name.to_string();
+    }
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The targets nnf-sos counts fenced, as `list_token`s, sorted. Fails as
+/// `is_fenced` does (a FIFO or device in the directory: nnf-sos blocks).
 pub fn fenced_targets(response_dir: &Path) -> io::Result<Vec<String>> {
-    let set: BTreeSet<String> = fenced_records(response_dir, None)?
-        .into_iter()
-        .map(|r| r.target)
+    let entries = nnf_view::scan_responses(response_dir, 0)?;
+    if let Some(s) = stuck(&entries) {
+        return Err(io::Error::other(format!(
+            "cannot tell which nodes nnf-sos counts fenced: {s}"
+        )));
+    }
+    let set: BTreeSet<String> = entries
+        .iter()
+        .filter_map(|e| match &e.verdict {
+            Verdict::Read(v) if v.counted() && !v.target.is_empty() => Some(list_token(&v.target)),
+            _ => None,
+        })
         .collect();
     Ok(set.into_iter().collect())
 }
@@ -83,24 +112,26 @@ pub fn fenced_targets(response_dir: &Path) -> io::Result<Vec<String>> {
 /// How an unfence ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UnfenceOutcome {
-    /// These records were removed (copies kept under the log directory).
+    /// These records were removed.
     Removed(Vec<PathBuf>),
     /// There was nothing to remove.
     NothingToRemove,
-    /// The target was refused or a record could not be kept or removed.
+    /// The target was refused, or something nnf-sos would count (or block
+    /// on) could not be removed.
     Failed(String),
 }
 
-/// Unfences `raw_target` (bytes as received, maybe hostile): keeps a copy
-/// of each of its fenced records, then unlinks the record, and records the
-/// event.
+/// Unfences `raw_target` (bytes as received, maybe hostile): withdraws its
+/// pending requests, waits (at most `SETTLE_LIMIT`) for responses still
+/// being written, removes every record nnf-sos counts for it, and records
+/// the event.
 pub fn unfence(
     settings: &Settings,
     journal: &Journal,
     raw_target: &[u8],
     recorder_node: &str,
 ) -> UnfenceOutcome {
-    let shown = crate::journal::lossless_text(raw_target);
+    let shown = lossless_text(raw_target);
     let target = shown.as_str();
     info!("Fence action requested: on for target: {target}");
     let event = |status: EventStatus, details: String| FenceEvent {
@@ -117,81 +148,249 @@ pub fn unfence(
         elapsed_ms: None,
         response_file: None,
     };
-    let fail = |detail: String| {
+    let mut notes: Vec<String> = Vec::new();
+    let fail = |notes: &[String], detail: String| {
         error!("Unfence failed: {detail}");
-        journal.record(&event(EventStatus::Failed, detail.clone()));
+        let mut all = notes.to_vec();
+        all.push(detail.clone());
+        journal.record(&event(EventStatus::Failed, all.join("; ")));
         UnfenceOutcome::Failed(detail)
     };
     let valid = std::str::from_utf8(raw_target)
         .map_err(|_| "the target node name is not valid UTF-8".to_string())
         .and_then(protocol::validate_target);
     if let Err(why) = valid {
-        return fail(format!("refused target {target:?}: {why}"));
+        return fail(&notes, format!("refused target {target:?}: {why}"));
     }
-    let records = match fenced_records(&settings.response_dir, Some(target)) {
-        Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
+    match withdraw_requests(&settings.request_dir, target) {
+        Ok(Some(note)) => notes.push(note),
+        Ok(None) => {}
+        Err(e) => return fail(&notes, e),
+    }
+    let keep_dir = settings.log_dir.join(UNFENCED_DIR_NAME);
+    let start = Instant::now();
+    let mut removed: Vec<PathBuf> = Vec::new();
+    let mut waited_for: BTreeSet<PathBuf> = BTreeSet::new();
+    let leftovers = loop {
+        let entries = match nnf_view::scan_responses(&settings.response_dir, HEAD_CAP) {
+            Ok(e) => e,
+            Err(e) => return fail(&notes, e.to_string()),
+        };
+        let mine = counted_for(&entries, target);
+        let writing: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| being_written(e, target))
+            .collect();
+        for e in &writing {
+            if waited_for.insert(e.path.clone()) {
+                info!(
+                    "Waiting for {} (incomplete, modified {} ms ago) before unfencing",
+                    e.path.display(),
+                    e.modified
+                        .and_then(|m| m.elapsed().ok())
+                        .map_or(0, |a| a.as_millis())
+                );
+            }
+        }
+        let settling = start.elapsed() < SETTLE_LIMIT;
+        if mine.is_empty() {
+            if writing.is_empty() || !settling {
+                let still: Vec<PathBuf> = writing.iter().map(|e| e.path.clone()).collect();
+                drop(writing);
+                break (entries, still);
+            }
+            thread::sleep(SETTLE_POLL);
+            continue;
+        }
+        if start.elapsed() > SETTLE_LIMIT * 2 {
+            let names: Vec<String> = mine.iter().map(|e| e.path.display().to_string()).collect();
+            return fail(
+                &notes,
+                format!(
+                    "fenced records of {target} keep appearing: {}",
+                    names.join(", ")
+                ),
+            );
+        }
+        for e in mine {
+            match remove_record(e, &keep_dir) {
+                Ok(note) => {
+                    info!("Removed fenced record {}", e.path.display());
+                    notes.push(note);
+                    removed.push(e.path.clone());
+                }
+                Err(why) => return fail(&notes, why),
+            }
+        }
+        let _ = spool::sync_dir(&settings.response_dir);
     };
-    if records.is_empty() {
-        journal.record(&event(
-            EventStatus::AlreadyUnfenced,
+    let (entries, still_writing) = leftovers;
+    for p in &still_writing {
+        let note = format!(
+            "gave up waiting for {} after {} s: still incomplete (nnf-sos does not count it as it is)",
+            p.display(),
+            SETTLE_LIMIT.as_secs()
+        );
+        warn!("{note}");
+        notes.push(note);
+    }
+    if let Some(s) = stuck(&entries) {
+        return fail(
+            &notes,
+            format!("cannot make sure nnf-sos no longer counts {target} fenced: {s}; remove it"),
+        );
+    }
+    if removed.is_empty() {
+        notes.insert(
+            0,
             format!(
                 "no fenced record for {target} in {}",
                 settings.response_dir.display()
             ),
-        ));
+        );
+        journal.record(&event(EventStatus::AlreadyUnfenced, notes.join("; ")));
         return UnfenceOutcome::NothingToRemove;
     }
-    let keep_dir = settings.log_dir.join(UNFENCED_DIR_NAME);
-    let mut removed = Vec::new();
-    for rec in &records {
-        if let Err(e) = keep_then_remove(&rec.path, &keep_dir) {
-            return fail(e);
-        }
-        info!("Removed fenced record {}", rec.path.display());
-        removed.push(rec.path.clone());
-    }
-    let _ = spool::sync_dir(&settings.response_dir);
-    let shown: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
-    journal.record(&event(
-        EventStatus::Unfenced,
-        format!(
-            "removed {} fenced record(s), copies kept in {}: {}",
-            removed.len(),
-            keep_dir.display(),
-            shown.join(", ")
-        ),
-    ));
+    notes.insert(0, format!("removed {} fenced record(s)", removed.len()));
+    journal.record(&event(EventStatus::Unfenced, notes.join("; ")));
     UnfenceOutcome::Removed(removed)
 }
 
-fn keep_then_remove(record: &Path, keep_dir: &Path) -> Result<(), String> {
-    let name = record
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("unexpected record name {}", record.display()))?;
-    let bytes = match spool::read_regular(record, MAX_RESPONSE_BYTES) {
-        Ok(FileRead::Bytes(b)) => b,
-        // Removed by someone else meanwhile: already unfenced.
-        Ok(FileRead::Missing) => return Ok(()),
-        Ok(FileRead::Refused(why)) => {
-            return Err(format!("record {} refused: {why}", record.display()))
-        }
-        Err(e) => return Err(format!("cannot read record {}: {e}", record.display())),
+/// A response that may still become a record of `node`: it does not parse
+/// because it ends early (empty or cut short), it is young, and what it
+/// names so far is `node` or nothing yet.
+fn being_written(e: &Entry, node: &str) -> bool {
+    matches!(&e.verdict, Verdict::Skipped { incomplete: true, partial_target, .. }
+        if partial_target.as_deref().is_none_or(|t| t == node))
+        && e.younger_than(YOUNG)
+}
+
+/// Removes the requests for `node` that nnf-sos would still act on (its
+/// start-up scan answers any request it finds, however old). Returns what
+/// was withdrawn, in words; a missing request directory holds none.
+fn withdraw_requests(dir: &Path, node: &str) -> Result<Option<String>, String> {
+    let entries = match nnf_view::scan_requests(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot withdraw pending requests: {e}")),
     };
+    let mut done = Vec::new();
+    for e in &entries {
+        let Verdict::Request(r) = &e.verdict else {
+            continue;
+        };
+        if r.target_cut || r.target != node {
+            continue;
+        }
+        let what = format!(
+            "{} (request_id {:?})",
+            e.path.display(),
+            escape_line(&r.request_id)
+        );
+        match fs::remove_file(&e.path) {
+            Ok(()) => {
+                info!("Withdrew pending fence request {what}");
+                done.push(what);
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                info!("Pending fence request {what} was taken meanwhile");
+                done.push(format!("{what} already taken by nnf-sos"));
+            }
+            Err(err) => {
+                return Err(format!(
+                    "cannot withdraw pending request {what}: {err}; nnf-sos would answer it and fence {node} again"
+                ))
+            }
+        }
+    }
+    if done.is_empty() {
+        return Ok(None);
+    }
+    let _ = spool::sync_dir(dir);
+    Ok(Some(format!(
+        "withdrew {} pending request(s) of {node} first: {}",
+        done.len(),
+        done.join(", ")
+    )))
+}
+
+/// The record's content as one line, cut to `SHOWN_BYTES`.
+fn shown_content(e: &Entry) -> String {
+    let head = &e.head[..e.head.len().min(SHOWN_BYTES)];
+    let mut s = escape_line(&lossless_text(head));
+    if (head.len() as u64) < e.size {
+        s.push_str(&format!(" … ({} bytes in all)", e.size));
+    }
+    s
+}
+
+/// Keeps a copy of a record if it can, tells syslog (and stderr without a
+/// copy) what it held, then unlinks the name in the response directory (a
+/// symbolic link itself, never its target). Only the unlink can fail.
+fn remove_record(e: &Entry, keep_dir: &Path) -> Result<String, String> {
+    let content = shown_content(e);
+    let link = if e.is_symlink {
+        " (a symbolic link: the link is removed, not what it points to)"
+    } else {
+        ""
+    };
+    let kept = keep_copy(e, keep_dir);
+    let about = format!("fenced record {}{link} held: {content}", e.path.display());
+    syslog_notice(&format!("unfence: removing {about}"));
+    let copy_note = match &kept {
+        Ok(p) => format!("copy kept as {}", p.display()),
+        Err(why) => {
+            eprintln!("fence_gfs2_recorder: no copy kept ({why}); removing {about}");
+            format!("no copy kept ({why}); content sent to stderr and syslog")
+        }
+    };
+    match fs::remove_file(&e.path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(format!(
+                "cannot remove fenced record {}: {err}",
+                e.path.display()
+            ))
+        }
+    }
+    Ok(format!(
+        "removed {}{link} = {content} ({copy_note})",
+        e.path.display()
+    ))
+}
+
+fn keep_copy(e: &Entry, keep_dir: &Path) -> Result<PathBuf, String> {
+    let name = e
+        .path
+        .file_name()
+        .map(|n| lossless_text(std::os::unix::ffi::OsStrExt::as_bytes(n)))
+        .unwrap_or_default()
+        .replace(['/', '\\'], "_");
     fs::create_dir_all(keep_dir)
-        .map_err(|e| format!("cannot create {}: {e}", keep_dir.display()))?;
+        .map_err(|err| format!("cannot create {}: {err}", keep_dir.display()))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
-    let kept = format!("{stamp}-{name}");
-    spool::write_atomic(keep_dir, &kept, &bytes, 0o600)
-        .map_err(|e| format!("cannot keep a copy of {}: {e}", record.display()))?;
-    match fs::remove_file(record) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!(
-            "cannot remove fenced record {}: {e}",
-            record.display()
-        )),
+    let cut = if (e.head.len() as u64) < e.size {
+        ".head"
+    } else {
+        ""
+    };
+    let kept = format!("{stamp}-{name}{cut}");
+    spool::write_atomic(keep_dir, &kept, &e.head, 0o600)
+        .map_err(|err| format!("cannot keep a copy: {err}"))
+}
+
+/// One line to syslog (LOG_NOTICE), where journald picks it up.
+fn syslog_notice(message: &str) {
+    if let Ok(c) = CString::new(message) {
+        let ident = c"fence_gfs2_recorder";
+        // SAFETY: both strings are NUL-terminated and live across the calls;
+        // the format string is a constant and the message is its argument.
+        unsafe {
+            libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+            libc::syslog(libc::LOG_NOTICE, c"%s".as_ptr(), c.as_ptr());
+            libc::closelog();
+        }
     }
 }
 
@@ -200,6 +399,8 @@ mod tests {
     use super::*;
     use crate::settings::{resolve, SettingsInput};
     use crate::spool::testdir::TempDir;
+    use serde_json::Value;
+    use std::os::unix::fs::symlink;
 
     fn settings(d: &TempDir) -> Settings {
         let p = |s: &str| Some(d.path().join(s).display().to_string());
@@ -220,36 +421,59 @@ mod tests {
         fs::write(dir.join(name), body).unwrap();
     }
 
+    fn statuses(j: &Journal) -> Vec<(String, String)> {
+        fs::read_to_string(j.detailed_log())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["status"].as_str().unwrap().to_string(),
+                    v["details"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn only_success_answers_for_the_target_count() {
+    fn what_nnf_sos_counts_is_what_status_and_list_say() {
         let d = TempDir::new("records");
         let s = settings(&d);
+        let r = &s.response_dir;
+        put(r, "a.json", r#"{"target_node":"n3","success":true}"#);
+        put(r, "b.json", r#"{"target_node":"n5","success":false}"#);
+        put(r, "c.json", r#"{"target_node":"n4","status":"success"}"#);
+        put(r, ".d.json.tmp", r#"{"target_node":"n6","success":true}"#);
+        put(r, ".json", r#"{"TARGET_NODE":"n7","Success":true}"#);
+        put(r, "e.json", "{half");
+        put(r, "f.json", r#"{"target_node":"a,b\nc","success":true}"#);
+        assert!(is_fenced(r, "n3").unwrap());
+        assert!(is_fenced(r, "n7").unwrap());
+        assert!(!is_fenced(r, "n5").unwrap());
+        assert!(!is_fenced(r, "n6").unwrap());
+        assert_eq!(
+            fenced_targets(r).unwrap(),
+            ["a\\x2cb\\x0ac", "n3", "n4", "n7"]
+        );
+        assert!(is_fenced(&d.path().join("none"), "n3").is_err());
+    }
+
+    #[test]
+    fn a_fifo_makes_the_answer_unknown_without_blocking() {
+        let d = TempDir::new("records");
+        let s = settings(&d);
+        fs::create_dir_all(&s.response_dir).unwrap();
+        let fifo = CString::new(s.response_dir.join("x.json").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let e = is_fenced(&s.response_dir, "n3").unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
         put(
             &s.response_dir,
             "a.json",
             r#"{"target_node":"n3","success":true}"#,
         );
-        put(
-            &s.response_dir,
-            "b.json",
-            r#"{"target_node":"n3","success":false}"#,
-        );
-        put(
-            &s.response_dir,
-            "c.json",
-            r#"{"target_node":"n4","status":"success"}"#,
-        );
-        put(
-            &s.response_dir,
-            ".d.json.tmp",
-            r#"{"target_node":"n3","success":true}"#,
-        );
-        put(&s.response_dir, "e.json", "{half");
-        let n3 = fenced_records(&s.response_dir, Some("n3")).unwrap();
-        assert_eq!(n3.len(), 1);
-        assert!(n3[0].path.ends_with("a.json"));
-        assert_eq!(fenced_targets(&s.response_dir).unwrap(), ["n3", "n4"]);
-        assert!(fenced_records(&d.path().join("none"), None).is_err());
+        assert!(is_fenced(&s.response_dir, "n3").unwrap());
     }
 
     #[test]
@@ -283,26 +507,18 @@ mod tests {
             unfence(&s, &j, b"n3", "rabbit"),
             UnfenceOutcome::NothingToRemove
         );
-        let statuses: Vec<String> = fs::read_to_string(j.detailed_log())
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["status"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(statuses, ["unfenced", "already_unfenced"]);
+        let st = statuses(&j);
+        assert_eq!(st[0].0, "unfenced");
+        assert!(st[0].1.contains(body), "{}", st[0].1);
+        assert_eq!(st[1].0, "already_unfenced");
     }
 
     #[test]
-    fn unfence_reports_what_it_cannot_remove() {
+    fn unfence_does_not_depend_on_the_log_directory() {
         let d = TempDir::new("records");
         let s = settings(&d);
         let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
-        // A log dir that cannot be created: the copy cannot be kept, so the
-        // record must stay (nothing is lost).
+        // A log dir that cannot be created: no copy, the record goes anyway.
         fs::write(d.path().join("log"), "a file").unwrap();
         put(
             &s.response_dir,
@@ -310,10 +526,90 @@ mod tests {
             r#"{"target_node":"n3","success":true}"#,
         );
         let out = unfence(&s, &j, b"n3", "rabbit");
-        assert!(
-            matches!(out, UnfenceOutcome::Failed(ref m) if m.contains("log")),
-            "{out:?}"
+        assert!(matches!(out, UnfenceOutcome::Removed(_)), "{out:?}");
+        assert!(!s.response_dir.join("a.json").exists());
+    }
+
+    #[test]
+    fn unfence_withdraws_pending_requests_first() {
+        let d = TempDir::new("records");
+        let s = settings(&d);
+        let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
+        let q = &s.request_dir;
+        fs::create_dir_all(&s.response_dir).unwrap();
+        put(q, "r1.json", r#"{"request_id":"r1","target_node":"n3"}"#);
+        put(q, ".r2.json", r#"{"request_id":"r2","TARGET_NODE":"n3"}"#);
+        put(q, "r3", r#"{"request_id":"r3","target_node":"n3"}"#);
+        put(
+            q,
+            ".r4.json.tmp",
+            r#"{"request_id":"r4","target_node":"n3"}"#,
         );
-        assert!(s.response_dir.join("a.json").exists());
+        put(q, "r5.json", r#"{"request_id":"r5","target_node":"n4"}"#);
+        assert_eq!(
+            unfence(&s, &j, b"n3", "rabbit"),
+            UnfenceOutcome::NothingToRemove
+        );
+        for (n, gone) in [
+            ("r1.json", true),
+            (".r2.json", true),
+            ("r3", true),
+            (".r4.json.tmp", false),
+            ("r5.json", false),
+        ] {
+            assert_eq!(!q.join(n).exists(), gone, "{n}");
+        }
+        let st = statuses(&j);
+        assert!(
+            st[0].1.contains("withdrew 3 pending request(s)"),
+            "{}",
+            st[0].1
+        );
+    }
+
+    #[test]
+    fn unfence_unlinks_a_symlinked_record_not_its_target() {
+        let d = TempDir::new("records");
+        let s = settings(&d);
+        let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
+        let outside = d.path().join("outside.json");
+        fs::write(&outside, r#"{"target_node":"n3","success":true}"#).unwrap();
+        fs::create_dir_all(&s.response_dir).unwrap();
+        symlink(&outside, s.response_dir.join("l.json")).unwrap();
+        assert!(is_fenced(&s.response_dir, "n3").unwrap());
+        assert!(matches!(
+            unfence(&s, &j, b"n3", "rabbit"),
+            UnfenceOutcome::Removed(_)
+        ));
+        assert!(fs::symlink_metadata(s.response_dir.join("l.json")).is_err());
+        assert!(outside.exists());
+        assert!(!is_fenced(&s.response_dir, "n3").unwrap());
+    }
+
+    #[test]
+    fn unfence_waits_for_a_response_being_written_in_place() {
+        let d = TempDir::new("records");
+        let s = settings(&d);
+        let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
+        let path = s.response_dir.join("w.json");
+        put(&s.response_dir, "w.json", r#"{"target_node":"n3","suc"#);
+        let writer = {
+            let path = path.clone();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(500));
+                fs::write(&path, r#"{"target_node":"n3","success":true}"#).unwrap();
+            })
+        };
+        let t0 = Instant::now();
+        let out = unfence(&s, &j, b"n3", "rabbit");
+        writer.join().unwrap();
+        assert!(matches!(out, UnfenceOutcome::Removed(_)), "{out:?}");
+        assert!(!path.exists());
+        assert!(t0.elapsed() < SETTLE_LIMIT + Duration::from_secs(5));
+        // Another node's partial answer is not waited for.
+        put(&s.response_dir, "o.json", r#"{"target_node":"n4","suc"#);
+        let t0 = Instant::now();
+        unfence(&s, &j, b"n3", "rabbit");
+        assert!(t0.elapsed() < SETTLE_LIMIT);
     }
 }

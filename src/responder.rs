@@ -1,9 +1,22 @@
 //! Responder: a stand-in for the NNF reconciler, for demos and tests.
 //!
 //! It is a test double, not a fencing mechanism: it detaches nothing. It
-//! watches the request directory, answers each request under the same file
-//! name in the response directory the way the real reconciler does, then
-//! deletes the request.
+//! plays nnf-sos's side of the file exchange as nnf-sos does it:
+//!
+//! - at start-up it answers every request already in the directory, however
+//!   old (nnf-sos's start-up scan), then watches for new ones;
+//! - it reads a request, waits `answer_delay`, and then answers it even if
+//!   the request was withdrawn meanwhile (nnf-sos answers what it has read);
+//! - storage found (modes `success`, `failure`): pretty JSON with sorted keys
+//!   and no final newline, the request's five fields plus `success`,
+//!   `message` and `action_performed`, written to `.<name>.tmp` and renamed;
+//!   a request whose response already exists is only deleted;
+//! - nothing found (mode `inplace`, or a target listed in `nothing_found`):
+//!   compact JSON in nnf-sos's field order with `"status": "success"`,
+//!   `"success": true` and "No block storage resources found to fence",
+//!   written in place under the final name (here in two halves, `pause`
+//!   apart, so tests can see a response being written);
+//! - then it deletes the request.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -22,12 +35,11 @@ use crate::wait::{Change, DirWatch};
 /// How the responder answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Pretty JSON echoing the request, written to a dot-temp and renamed.
+    /// Storage found and detached: pretty JSON, written to a dot-temp and renamed.
     Success,
-    /// Compact JSON with `"status": "success"`, written in place in two parts
-    /// with a pause between them (the real nothing-to-detach path).
+    /// Nothing found: compact JSON with `"status": "success"`, written in place.
     InPlace,
-    /// A failure answer (`"success": false`), written atomically.
+    /// Storage found, detaching failed (`"success": false`), renamed into place.
     Failure,
     /// Never answers (requests are left where they are).
     Silent,
@@ -47,14 +59,25 @@ impl Mode {
     }
 }
 
+/// nnf-sos's message when it finds nothing to detach for a node.
+pub const NOTHING_FOUND_MESSAGE: &str = "No block storage resources found to fence";
+/// A `nothing_found` entry that matches every target.
+pub const EVERY_TARGET: &str = "*";
+
 #[derive(Debug, Clone)]
 pub struct ResponderConfig {
     pub request_dir: PathBuf,
     pub response_dir: PathBuf,
     pub mode: Mode,
-    /// Wait this long after seeing a request before answering it.
+    /// Wait this long after seeing a request before reading it.
     pub delay: Duration,
-    /// In-place mode: pause between the two halves of the write.
+    /// Wait this long between reading a request and answering it; the answer
+    /// is written even if the request is withdrawn meanwhile.
+    pub answer_delay: Duration,
+    /// Targets answered "nothing found" in place whatever the mode
+    /// (`EVERY_TARGET` for all).
+    pub nothing_found: Vec<String>,
+    /// In-place answers: pause between the two halves of the write.
     pub pause: Duration,
     pub poll_interval: Duration,
     pub force_poll: bool,
@@ -64,10 +87,24 @@ pub struct ResponderConfig {
     pub verbose: bool,
 }
 
+impl ResponderConfig {
+    fn finds_nothing_for(&self, target: &str) -> bool {
+        self.mode == Mode::InPlace
+            || self
+                .nothing_found
+                .iter()
+                .any(|t| t == target || t == EVERY_TARGET)
+    }
+}
+
 /// A scheduled piece of work.
 enum Job {
+    /// Read the request.
+    Read { name: String },
+    /// Answer a request read earlier.
     Answer {
         name: String,
+        request: Map<String, Value>,
     },
     SecondHalf {
         path: PathBuf,
@@ -92,6 +129,7 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
     let mut seen: HashSet<String> = HashSet::new();
     let mut jobs: Vec<(Instant, Job)> = Vec::new();
     let mut answered = 0u64;
+    // The first scan is the start-up scan: old requests are answered too.
     let mut next_scan = Instant::now();
     loop {
         if stop() || cfg.max_answers.is_some_and(|m| answered >= m) {
@@ -113,13 +151,19 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
             if jobs[i].0 <= Instant::now() {
                 let (_, job) = jobs.swap_remove(i);
                 match job {
-                    Job::Answer { name } => {
-                        if let Some(next) = answer(cfg, &name)? {
-                            jobs.push(next);
-                        } else if cfg.mode != Mode::Silent {
-                            answered += 1;
+                    Job::Read { name } => {
+                        if let Some(request) = read_request(cfg, &name)? {
+                            jobs.push((
+                                Instant::now() + cfg.answer_delay,
+                                Job::Answer { name, request },
+                            ));
                         }
                     }
+                    Job::Answer { name, request } => match answer(cfg, &name, &request)? {
+                        Answered::Done => answered += 1,
+                        Answered::Later(next) => jobs.push(next),
+                        Answered::Not => {}
+                    },
                     Job::SecondHalf {
                         path,
                         rest,
@@ -127,7 +171,6 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
                     } => {
                         let mut f = OpenOptions::new().append(true).open(&path)?;
                         f.write_all(&rest)?;
-                        f.sync_all()?;
                         remove_request(&request)?;
                         answered += 1;
                         if cfg.verbose {
@@ -168,102 +211,156 @@ fn schedule(
     if cfg.mode == Mode::Silent || !seen.insert(name.clone()) {
         return;
     }
-    jobs.push((Instant::now() + cfg.delay, Job::Answer { name }));
+    jobs.push((Instant::now() + cfg.delay, Job::Read { name }));
 }
 
 fn remove_request(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
-        // Withdrawn by the agent meanwhile: nothing to do.
+        // Withdrawn by the agent meanwhile: nothing to do (nnf-sos logs it).
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-/// Answers one request; returns a follow-up job for the in-place mode.
-fn answer(cfg: &ResponderConfig, name: &str) -> io::Result<Option<(Instant, Job)>> {
+fn read_request(cfg: &ResponderConfig, name: &str) -> io::Result<Option<Map<String, Value>>> {
     let request_path = cfg.request_dir.join(name);
-    let request: Map<String, Value> =
-        match spool::read_regular(&request_path, protocol::MAX_RESPONSE_BYTES)? {
-            FileRead::Bytes(b) => match serde_json::from_slice(&b) {
-                Ok(Value::Object(m)) => m,
-                _ => {
-                    eprintln!(
-                        "fence-gfs2-responder: ignoring {}: not a JSON object",
-                        request_path.display()
-                    );
-                    return Ok(None);
-                }
-            },
-            // Withdrawn before we got to it, or not a file we should touch.
-            FileRead::Missing | FileRead::Refused(_) => return Ok(None),
-        };
-    let target = request
-        .get("target_node")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string();
-    let mut body = request.clone();
-    match cfg.mode {
-        Mode::Success | Mode::Failure => {
-            let ok = cfg.mode == Mode::Success;
-            body.insert("success".into(), json!(ok));
-            body.insert(
-                "message".into(),
-                json!(if ok {
-                    "Successfully fenced node by deleting 1 GFS2 storage groups (test responder)"
-                } else {
-                    "Partially fenced node: handled 1 of 2 storage groups (test responder)"
-                }),
-            );
-            body.insert("action_performed".into(), json!("off"));
-            let mut bytes = serde_json::to_vec_pretty(&Value::Object(body)).expect("serializes");
-            bytes.push(b'\n');
-            spool::write_atomic(&cfg.response_dir, name, &bytes, 0o644)?;
-            remove_request(&request_path)?;
-            if cfg.verbose {
-                println!(
-                    "answered {} for {target}: {}",
-                    cfg.response_dir.join(name).display(),
-                    if ok { "success" } else { "failure" }
+    match spool::read_regular(&request_path, protocol::MAX_RESPONSE_BYTES)? {
+        FileRead::Bytes(b) => match serde_json::from_slice(&b) {
+            Ok(Value::Object(m)) => Ok(Some(m)),
+            _ => {
+                eprintln!(
+                    "fence-gfs2-responder: ignoring {}: not a JSON object",
+                    request_path.display()
                 );
+                Ok(None)
             }
-            Ok(None)
-        }
-        Mode::InPlace => {
-            body.insert("timestamp".into(), json!(protocol::utc_now_rfc3339()));
-            body.insert("success".into(), json!(true));
-            body.insert("status".into(), json!("success"));
-            body.insert(
-                "message".into(),
-                json!(format!(
-                    "No GFS2 storage groups found for node {target} (test responder)"
-                )),
-            );
-            body.insert("action_performed".into(), json!("off"));
-            let bytes = serde_json::to_vec(&Value::Object(body)).expect("serializes");
-            let half = bytes.len() / 2;
-            let path = cfg.response_dir.join(name);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)?;
-            f.write_all(&bytes[..half])?;
-            f.sync_all()?;
-            Ok(Some((
-                Instant::now() + cfg.pause,
-                Job::SecondHalf {
-                    path,
-                    rest: bytes[half..].to_vec(),
-                    request: request_path,
-                },
-            )))
-        }
-        Mode::Silent => Ok(None),
+        },
+        // Withdrawn before we got to it, or not a file we should touch.
+        FileRead::Missing | FileRead::Refused(_) => Ok(None),
     }
+}
+
+enum Answered {
+    Done,
+    Later((Instant, Job)),
+    Not,
+}
+
+fn text(request: &Map<String, Value>, key: &str) -> String {
+    request
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `2025-01-10T14:23:15+01:00` (Go's `time.RFC3339` in local time; `Z` for UTC).
+fn go_rfc3339_now() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Answers one request read earlier.
+fn answer(cfg: &ResponderConfig, name: &str, request: &Map<String, Value>) -> io::Result<Answered> {
+    let request_path = cfg.request_dir.join(name);
+    let target = text(request, "target_node");
+    if cfg.finds_nothing_for(&target) {
+        return answer_in_place(cfg, name, request, request_path).map(Answered::Later);
+    }
+    let response_path = cfg.response_dir.join(name);
+    if fs::symlink_metadata(&response_path).is_ok() {
+        // nnf-sos's block storage scan: a response already exists, so the
+        // request is an orphan of a crash between the two steps.
+        remove_request(&request_path)?;
+        return Ok(Answered::Not);
+    }
+    let ok = cfg.mode == Mode::Success;
+    // A Go map marshals with sorted keys, as serde_json's map does.
+    let mut body = Map::new();
+    for k in [
+        "request_id",
+        "timestamp",
+        "action",
+        "target_node",
+        "recorder_node",
+    ] {
+        body.insert(k.into(), json!(text(request, k)));
+    }
+    body.insert("success".into(), json!(ok));
+    body.insert(
+        "message".into(),
+        json!(if ok {
+            "Successfully fenced node by deleting 1 GFS2 storage groups"
+        } else {
+            "Partially fenced node: handled 1 of 2 storage groups (1 deleted, 0 already deleted). Errors: test responder"
+        }),
+    );
+    body.insert("action_performed".into(), json!("off"));
+    let bytes = serde_json::to_vec_pretty(&Value::Object(body)).expect("serializes");
+    spool::write_atomic(&cfg.response_dir, name, &bytes, 0o644)?;
+    remove_request(&request_path)?;
+    if cfg.verbose {
+        println!(
+            "answered {} for {target}: {}",
+            response_path.display(),
+            if ok { "success" } else { "failure" }
+        );
+    }
+    Ok(Answered::Done)
+}
+
+/// The nothing-found answer, in nnf-sos's `FenceResponse` field order.
+pub fn nothing_found_body(request: &Map<String, Value>) -> Vec<u8> {
+    let mut b = String::from("{");
+    let mut field = |k: &str, v: Value, omit_empty: bool| {
+        if omit_empty && v.as_str() == Some("") {
+            return;
+        }
+        if b.len() > 1 {
+            b.push(',');
+        }
+        b.push_str(&serde_json::to_string(k).expect("serializes"));
+        b.push(':');
+        b.push_str(&serde_json::to_string(&v).expect("serializes"));
+    };
+    field("request_id", json!(text(request, "request_id")), false);
+    field("status", json!("success"), true);
+    field("success", json!(true), false);
+    field("message", json!(NOTHING_FOUND_MESSAGE), false);
+    field("timestamp", json!(go_rfc3339_now()), false);
+    field("target_node", json!(text(request, "target_node")), false);
+    field("action", json!(text(request, "action")), true);
+    field("recorder_node", json!(text(request, "recorder_node")), true);
+    field("action_performed", json!("off"), true);
+    b.push('}');
+    b.into_bytes()
+}
+
+fn answer_in_place(
+    cfg: &ResponderConfig,
+    name: &str,
+    request: &Map<String, Value>,
+    request_path: PathBuf,
+) -> io::Result<(Instant, Job)> {
+    let bytes = nothing_found_body(request);
+    let half = bytes.len() / 2;
+    let path = cfg.response_dir.join(name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    f.write_all(&bytes[..half])?;
+    Ok((
+        Instant::now() + cfg.pause,
+        Job::SecondHalf {
+            path,
+            rest: bytes[half..].to_vec(),
+            request: request_path,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -277,6 +374,8 @@ mod tests {
             response_dir: d.path().join("resp"),
             mode,
             delay: Duration::ZERO,
+            answer_delay: Duration::ZERO,
+            nothing_found: Vec::new(),
             pause: Duration::from_millis(100),
             poll_interval: Duration::from_millis(100),
             force_poll: false,
@@ -310,6 +409,99 @@ mod tests {
         assert_eq!(one_exchange(Mode::Failure)["success"], json!(false));
         let v = one_exchange(Mode::InPlace);
         assert_eq!(v["status"], json!("success"));
+        assert_eq!(v["success"], json!(true));
+        assert_eq!(v["message"], json!(NOTHING_FOUND_MESSAGE));
+    }
+
+    #[test]
+    fn the_rename_answer_is_go_marshal_indent_of_the_eight_fields() {
+        let d = TempDir::new("responder");
+        let c = cfg(&d, Mode::Success);
+        fs::create_dir_all(&c.request_dir).unwrap();
+        let r = protocol::Request::new("off", "n3", "rabbit");
+        spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        run(&c, || Instant::now() > end).unwrap();
+        let text = fs::read_to_string(c.response_dir.join(r.file_name())).unwrap();
+        assert!(text.starts_with("{\n  \"action\": \"off\",\n"), "{text}");
+        assert!(text.ends_with("\n}"), "no final newline: {text:?}");
+        let v: Map<String, Value> = serde_json::from_str(&text).unwrap();
+        let keys: Vec<&str> = v.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "action",
+                "action_performed",
+                "message",
+                "recorder_node",
+                "request_id",
+                "success",
+                "target_node",
+                "timestamp"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_in_place_answer_has_nnf_sos_field_order() {
+        let mut req = Map::new();
+        for (k, v) in [
+            ("request_id", "id1"),
+            ("action", "off"),
+            ("target_node", "n3"),
+            ("recorder_node", "r"),
+        ] {
+            req.insert(k.into(), json!(v));
+        }
+        let text = String::from_utf8(nothing_found_body(&req)).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"request_id":"id1","status":"success","success":true,"message":"No block storage resources found to fence","timestamp":""#
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with(r#","target_node":"n3","action":"off","recorder_node":"r","action_performed":"off"}"#), "{text}");
+    }
+
+    #[test]
+    fn a_request_read_before_it_was_withdrawn_is_answered_anyway() {
+        let d = TempDir::new("responder");
+        let mut c = cfg(&d, Mode::Success);
+        c.answer_delay = Duration::from_millis(400);
+        c.nothing_found = vec!["n3".into()];
+        c.pause = Duration::ZERO;
+        fs::create_dir_all(&c.request_dir).unwrap();
+        let r = protocol::Request::new("off", "n3", "rabbit");
+        let req = spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            fs::remove_file(req).unwrap();
+        });
+        let end = Instant::now() + Duration::from_secs(10);
+        assert_eq!(run(&c, || Instant::now() > end).unwrap(), 1);
+        t.join().unwrap();
+        let v: Value =
+            serde_json::from_slice(&fs::read(c.response_dir.join(r.file_name())).unwrap()).unwrap();
+        assert_eq!(v["message"], json!(NOTHING_FOUND_MESSAGE));
+    }
+
+    #[test]
+    fn an_orphan_request_with_a_response_is_only_deleted() {
+        let d = TempDir::new("responder");
+        let mut c = cfg(&d, Mode::Success);
+        c.max_answers = None;
+        fs::create_dir_all(&c.request_dir).unwrap();
+        fs::create_dir_all(&c.response_dir).unwrap();
+        let r = protocol::Request::new("off", "n3", "rabbit");
+        fs::write(c.response_dir.join(r.file_name()), "old").unwrap();
+        spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
+        let end = Instant::now() + Duration::from_secs(1);
+        assert_eq!(run(&c, || Instant::now() > end).unwrap(), 0);
+        assert!(!c.request_dir.join(r.file_name()).exists());
+        assert_eq!(
+            fs::read_to_string(c.response_dir.join(r.file_name())).unwrap(),
+            "old"
+        );
     }
 
     #[test]

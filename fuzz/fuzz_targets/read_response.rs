@@ -1,9 +1,11 @@
 //! Any bytes as a response file, for a fixed and a fuzz-chosen request id.
 //! `read_response` must never panic, and a success must mean the JSON
-//! boolean `true` (or `"status": "success"`) in an object whose request id,
-//! if any, is ours, with no repeated top-level key.
+//! boolean `true` under the key `success` in an object whose request id,
+//! if any, is ours, with no repeated top-level key, which nnf-sos's own
+//! decoding also reads as a success.
 #![no_main]
 
+use fence_gfs2_recorder::nnf_view;
 use fence_gfs2_recorder::protocol::{read_response, ResponseReading};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -17,10 +19,12 @@ fuzz_target!(|data: &[u8]| {
             let v: Value = serde_json::from_slice(data).expect("a success is valid JSON");
             let obj = v.as_object().expect("a success is an object");
             assert!(
-                obj.get("success") == Some(&Value::Bool(true))
-                    || obj.get("status") == Some(&Value::String("success".into())),
-                "success without true/\"success\": {obj:?}"
+                obj.get("success") == Some(&Value::Bool(true)),
+                "success without \"success\": true: {obj:?}"
             );
+            let nnf = nnf_view::decode(data, &nnf_view::RESPONSE_FIELDS)
+                .expect("nnf-sos decodes a success");
+            assert!(nnf_view::ResponseView::from_fields(&nnf).compute_check);
             match obj.get("request_id") {
                 None => {}
                 Some(Value::String(id)) => assert_eq!(id, ID),

@@ -311,7 +311,7 @@ def do_unfence(settings: _native.Settings, target: str) -> int:
 
 
 def do_list(settings: _native.Settings, with_status: bool) -> int:
-    """The nodes that currently hold a fenced record (all of them "off")."""
+    """The nodes nnf-sos counts fenced (all of them "off"), one safe line each."""
     from . import _native
 
     try:

@@ -31,11 +31,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=["success", "inplace", "failure", "silent"],
         default="success",
-        help="success: pretty JSON written atomically; inplace: compact JSON with "
-        '"status": "success" written in place in two parts; failure: '
+        help="success: storage found and detached, pretty JSON renamed into place; "
+        "inplace: nothing found, compact JSON with "
+        '"status": "success" written in place in two parts; failure: storage found, '
         '"success": false; silent: never answer (default: %(default)s)',
     )
-    p.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering")
+    p.add_argument(
+        "--delay", type=float, default=0.0, help="seconds to wait before reading a request"
+    )
+    p.add_argument(
+        "--answer-delay",
+        type=float,
+        default=0.0,
+        help="seconds between reading a request and answering it; the answer is written "
+        "even if the request was withdrawn meanwhile, as nnf-sos does",
+    )
+    p.add_argument(
+        "--nothing-found",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help='answer this target "No block storage resources found to fence" in place, '
+        "whatever the mode (repeatable; * for every target)",
+    )
     p.add_argument(
         "--pause", type=float, default=0.2, help="inplace: seconds between the two halves"
     )
@@ -63,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
             args.response_dir,
             mode=args.mode,
             delay=args.delay,
+            answer_delay=args.answer_delay,
+            nothing_found=args.nothing_found,
             pause=args.pause,
             poll_interval=args.poll_interval,
             force_poll=args.force_poll,
