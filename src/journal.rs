@@ -275,7 +275,7 @@ pub fn append_record(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => open(false),
         other => other,
     };
-    let mut f = match open() {
+    let f = match open() {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
@@ -305,23 +305,65 @@ pub fn append_record(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
             "it is {what}, not a regular file (only regular files are logs)"
         )));
     }
+    // Other agents' appends are held off while the last byte is looked at:
+    // a record of theirs seen half-copied would look like a fragment. Without
+    // the lock the look is skipped (a blank line is not worth risking).
+    let serial = AppendLock::take(&f);
     let mut record = Vec::with_capacity(bytes.len() + 1);
-    if ends_in_fragment(&f, meta.len()) {
+    if serial.0.is_some() && ends_in_fragment(&f, f.metadata()?.len()) {
         record.push(b'\n');
     }
     record.extend_from_slice(bytes);
-    let written = f.write(&record)?;
+    let written = (&f).write(&record)?;
     if written != record.len() {
         // Only a full disk or a size limit stops a regular-file append short.
         // Try to end the fragment here; if that fails too, the next record
         // starts with a newline instead.
-        let _ = f.write(b"\n");
+        let _ = (&f).write(b"\n");
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,
             format!("short write ({written} of {} bytes)", record.len()),
         ));
     }
     Ok(())
+}
+
+/// Longest one append waits for other agents' appends to the same log (each
+/// holds it for one write); once that has run out, the process stops waiting
+/// (a holder that never lets go can cost a fence this much once, never more).
+const APPEND_LOCK_WAIT: Duration = Duration::from_secs(1);
+static APPEND_LOCK_GAVE_UP: AtomicBool = AtomicBool::new(false);
+
+/// An exclusive `flock` on a log descriptor for one append (or nothing, when
+/// it could not be had in time: the append goes ahead regardless).
+struct AppendLock<'a>(Option<&'a File>);
+
+impl<'a> AppendLock<'a> {
+    fn take(f: &'a File) -> AppendLock<'a> {
+        let deadline = Instant::now() + APPEND_LOCK_WAIT;
+        loop {
+            // SAFETY: plain system call on an open descriptor.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return AppendLock(Some(f));
+            }
+            if APPEND_LOCK_GAVE_UP.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                APPEND_LOCK_GAVE_UP.store(true, Ordering::Relaxed);
+                return AppendLock(None);
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+impl Drop for AppendLock<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0 {
+            // SAFETY: plain system call on an open descriptor.
+            unsafe {
+                libc::flock(f.as_raw_fd(), libc::LOCK_UN);
+            }
+        }
+    }
 }
 
 /// What a non-regular file at a log name is (None: a regular file).
@@ -630,6 +672,22 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_held_log_lock_delays_appends_once_and_never_stops_them() {
+        let d = TempDir::new("journal");
+        let log = d.path().join("fence-events.log");
+        fs::write(&log, "").unwrap();
+        let holder = File::open(&log).unwrap();
+        assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let start = Instant::now();
+        append_record(&log, b"one\n", 0o600).unwrap();
+        let first = start.elapsed();
+        append_record(&log, b"two\n", 0o600).unwrap();
+        assert!(first >= APPEND_LOCK_WAIT, "{first:?}");
+        assert!(start.elapsed() < first + Duration::from_millis(500));
+        assert_eq!(fs::read_to_string(&log).unwrap(), "one\ntwo\n");
     }
 
     #[test]
