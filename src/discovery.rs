@@ -3,6 +3,9 @@
 //!
 //! Runs in its own thread beside the wait, with its own time limit, so it can
 //! never delay or fail a fence: any problem gives an empty list and a reason.
+//! Each allocation found keeps the namespace of its object: nnf-sos keeps a
+//! rabbit's NnfNodeBlockStorage objects in the namespace named after that
+//! rabbit, so the namespace says which rabbit holds the storage.
 //!
 //! kubectl runs in a process group of its own. At the time limit, or when the
 //! [`Discovery`] is dropped before kubectl has finished, the whole group is
@@ -36,7 +39,26 @@ pub const OWNER_NAME_LABEL: &str = "dataworkflowservices.github.io/owner.name";
 /// How often the worker looks at a child that closed its output.
 const EXIT_POLL: Duration = Duration::from_millis(5);
 
-type Answer = Result<Vec<String>, String>;
+/// One GFS2 file system the target reaches, and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gfs2Allocation {
+    /// The file system's name (owner label, else the object's name).
+    pub filesystem: String,
+    /// The object's namespace: the rabbit holding the storage ("" if none).
+    pub rabbit: String,
+}
+
+/// The file system names of `found`, in first-seen order without repeats.
+pub fn names(found: &[Gfs2Allocation]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    found
+        .iter()
+        .filter(|a| seen.insert(a.filesystem.as_str()))
+        .map(|a| a.filesystem.clone())
+        .collect()
+}
+
+type Answer = Result<Vec<Gfs2Allocation>, String>;
 
 /// The child as both the worker thread and `Drop` see it.
 #[derive(Default)]
@@ -114,7 +136,7 @@ impl Discovery {
     }
 
     /// The result if discovery has finished (never blocks).
-    pub fn poll(&mut self) -> Option<&Result<Vec<String>, String>> {
+    pub fn poll(&mut self) -> Option<&Answer> {
         if self.result.is_none() {
             if let Some(rx) = &self.rx {
                 match rx.try_recv() {
@@ -131,7 +153,7 @@ impl Discovery {
     }
 
     /// Waits up to `limit` for the result (for callers that can afford to).
-    pub fn wait(&mut self, limit: Duration) -> Option<&Result<Vec<String>, String>> {
+    pub fn wait(&mut self, limit: Duration) -> Option<&Answer> {
         if self.result.is_none() {
             if let Some(rx) = &self.rx {
                 match rx.recv_timeout(limit) {
@@ -278,7 +300,7 @@ impl Job {
                 format!("{} {how}: {line}", self.who())
             });
         }
-        parse_block_storages(&output, &self.target)
+        parse_allocations(&output, &self.target)
     }
 
     /// Kills the group (whatever is left of it) and reaps the child.
@@ -385,22 +407,38 @@ fn first_line(text: &str) -> String {
 /// repeats. Items that do not have the expected shape are skipped; output that
 /// is not JSON, or not a list of items, is an error.
 pub fn parse_block_storages(json: &[u8], target: &str) -> Result<Vec<String>, String> {
+    parse_allocations(json, target).map(|found| names(&found))
+}
+
+/// Like [`parse_block_storages`], with the rabbit (namespace) of each: one
+/// entry per distinct file system and rabbit.
+pub fn parse_allocations(json: &[u8], target: &str) -> Result<Vec<Gfs2Allocation>, String> {
     let doc: Value =
         serde_json::from_slice(json).map_err(|e| format!("the kubectl output is not JSON: {e}"))?;
     let items = doc
         .get("items")
         .and_then(Value::as_array)
         .ok_or("the kubectl output is not a list (no \"items\" array)")?;
-    let mut seen = HashSet::new();
-    let mut names = Vec::new();
+    let mut found: Vec<Gfs2Allocation> = Vec::new();
     for item in items {
         if let Some(name) = gfs2_name_for(item, target) {
-            if seen.insert(name) {
-                names.push(name.to_string());
+            let rabbit = item
+                .get("metadata")
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !found
+                .iter()
+                .any(|a| a.filesystem == name && a.rabbit == rabbit)
+            {
+                found.push(Gfs2Allocation {
+                    filesystem: name.to_string(),
+                    rabbit: rabbit.to_string(),
+                });
             }
         }
     }
-    Ok(names)
+    Ok(found)
 }
 
 /// The file system name of one NnfNodeBlockStorage if it is GFS2 and
@@ -544,6 +582,36 @@ mod tests {
     }
 
     #[test]
+    fn each_allocation_keeps_its_rabbit() {
+        let item = |ns: Option<&str>, fs: &str| {
+            let mut meta = serde_json::json!({"name": fs, "labels": {ALLOCATION_SET_LABEL: "gfs2", OWNER_NAME_LABEL: fs}});
+            if let Some(ns) = ns {
+                meta["namespace"] = ns.into();
+            }
+            serde_json::json!({"metadata": meta,
+                "status": {"allocations": [{"accesses": {"n1": {}}}]}})
+        };
+        let doc = serde_json::json!({"items": [
+            item(Some("rabbit-1"), "fs-a"),
+            item(Some("rabbit-2"), "fs-a"),
+            item(Some("rabbit-1"), "fs-a"),
+            item(None, "fs-b"),
+        ]});
+        let found = parse_allocations(doc.to_string().as_bytes(), "n1").unwrap();
+        let pairs: Vec<(&str, &str)> = found
+            .iter()
+            .map(|a| (a.filesystem.as_str(), a.rabbit.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("fs-a", "rabbit-1"), ("fs-a", "rabbit-2"), ("fs-b", "")]
+        );
+        assert_eq!(names(&found), ["fs-a", "fs-b"]);
+        let fixture = parse_allocations(FIXTURE, "compute-node-3").unwrap();
+        assert!(fixture.iter().all(|a| a.rabbit == "rabbit-node-1"));
+    }
+
+    #[test]
     fn junk_is_an_error_with_a_one_line_reason() {
         for junk in [
             &b""[..],
@@ -616,7 +684,7 @@ cat '{}'"#,
         );
         let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-3");
         assert_eq!(
-            finish(&mut d, Duration::from_secs(15)),
+            finish(&mut d, Duration::from_secs(15)).map(|f| names(&f)),
             Ok(EXPECTED.map(String::from).to_vec())
         );
     }
@@ -772,7 +840,10 @@ cat '{}'"#,
         let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-4");
         assert_eq!(
             d.wait(Duration::from_secs(15)),
-            Some(&Ok(vec!["nnf-storage-1".to_string()]))
+            Some(&Ok(vec![Gfs2Allocation {
+                filesystem: "nnf-storage-1".into(),
+                rabbit: "rabbit-node-1".into()
+            }]))
         );
     }
 }

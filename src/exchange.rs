@@ -3,6 +3,16 @@
 //! Validate the target, start GFS2 discovery beside everything else, arm the
 //! response watch, publish the request, record `initiated`, wait, withdraw an
 //! unanswered request, and record exactly one final event.
+//!
+//! A success answer that says nothing was found ([`NOTHING_FOUND`], nnf-sos's
+//! in-place path: it found no GFS2 NnfNodeBlockStorage of the node in its own
+//! rabbit's namespace, which is also its answer for a name it does not know
+//! and when its list call fails) proves nothing was detached. It is checked
+//! against discovery, which the exchange then waits for, within the fence's
+//! deadline: storage of the target on this rabbit means the fence is not
+//! done; storage on other rabbits only is named in the record (their devices
+//! must fence it too); a discovery that failed or had not finished decides
+//! nothing and the log says so.
 
 use std::fs;
 use std::io;
@@ -11,16 +21,20 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use crate::discovery::Discovery;
+use crate::discovery::{self, Discovery, Gfs2Allocation};
 use crate::health;
 use crate::journal::{lossless_text, EventStatus, FenceEvent, Journal};
 use crate::protocol::{self, Request};
 use crate::settings::Settings;
-use crate::spool;
-use crate::wait::{self, DirWatch, WaitOutcome};
+use crate::spool::{self, Opened, Published};
+use crate::wait::{self, DirWatch, WaitOutcome, INTERRUPT_CHECK_EVERY};
 
 /// File mode of request files: the responder (another user, maybe) reads them.
 pub const REQUEST_MODE: u32 = 0o644;
+
+/// The message of nnf-sos's success answer when it found no GFS2 storage of
+/// the node on its rabbit (written in place, with `"status": "success"`).
+pub const NOTHING_FOUND: &str = "No block storage resources found to fence";
 
 /// How a fence ended. Expected results, not errors.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +53,15 @@ pub enum FenceOutcome {
         request_id: String,
         elapsed: Duration,
         detail: String,
+    },
+    /// A success answer saying nothing was found, while discovery shows GFS2
+    /// storage of the target on this rabbit: not fenced.
+    Contradicted {
+        request_id: String,
+        /// The storage side's message and why it does not stand.
+        message: String,
+        response_path: PathBuf,
+        elapsed: Duration,
     },
     /// A signal ended the wait; the request was withdrawn if still there.
     Interrupted {
@@ -105,10 +128,11 @@ impl EventBase<'_> {
     }
 }
 
-/// Discovery as the exchange sees it: names once known, one log line.
+/// Discovery as the exchange sees it: the result once known, one log line.
 struct Gfs2 {
     discovery: Discovery,
     target: String,
+    found: Option<Result<Vec<Gfs2Allocation>, String>>,
     names: Vec<String>,
     logged: bool,
 }
@@ -119,13 +143,14 @@ impl Gfs2 {
         if !self.logged {
             if let Some(result) = self.discovery.poll() {
                 self.logged = true;
+                self.found = Some(result.clone());
                 match result {
-                    Ok(names) => {
-                        self.names = names.clone();
+                    Ok(found) => {
+                        self.names = discovery::names(found);
                         info!(
                             "GFS2 filesystems for {}: {}",
                             self.target,
-                            serde_json::to_string(names).unwrap_or_default()
+                            serde_json::to_string(&self.names).unwrap_or_default()
                         );
                     }
                     Err(why) => warn!(
@@ -136,6 +161,20 @@ impl Gfs2 {
             }
         }
         &self.names
+    }
+
+    /// Waits for the result until `deadline` (never past it) or until
+    /// `interrupted` says stop; for an answer that only discovery can check.
+    fn settle(&mut self, deadline: Instant, interrupted: &mut impl FnMut() -> Option<String>) {
+        while !self.logged {
+            let now = Instant::now();
+            if now >= deadline || interrupted().is_some() {
+                return;
+            }
+            self.discovery
+                .wait((deadline - now).min(INTERRUPT_CHECK_EVERY));
+            self.check();
+        }
     }
 
     /// The names for the final record; says so once if discovery is still
@@ -151,6 +190,115 @@ impl Gfs2 {
         }
         self.names.clone()
     }
+}
+
+/// Whether a namespace names this rabbit (`recorder` may be a full name;
+/// namespaces are DNS labels, so they hold no dot).
+fn is_this_rabbit(namespace: &str, recorder: &str) -> bool {
+    let short = recorder.split('.').next().unwrap_or(recorder);
+    !namespace.is_empty()
+        && (namespace.eq_ignore_ascii_case(recorder) || namespace.eq_ignore_ascii_case(short))
+}
+
+/// `rabbit-1: ["fs-a"], rabbit-2: ["fs-b"]` for allocations, grouped by rabbit.
+fn by_rabbit(found: &[&Gfs2Allocation]) -> String {
+    let mut rabbits: Vec<&str> = Vec::new();
+    for a in found {
+        if !rabbits.contains(&a.rabbit.as_str()) {
+            rabbits.push(&a.rabbit);
+        }
+    }
+    rabbits
+        .iter()
+        .map(|r| {
+            let fs: Vec<&str> = found
+                .iter()
+                .filter(|a| a.rabbit == *r)
+                .map(|a| a.filesystem.as_str())
+                .collect();
+            format!(
+                "{}: {}",
+                if r.is_empty() { "(no namespace)" } else { r },
+                serde_json::to_string(&fs).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What discovery says about a "nothing found" success answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// The answer stands; the note says how far discovery confirms it.
+    Stands(String),
+    /// This rabbit holds GFS2 storage of the target: nothing was detached.
+    Contradicted(String),
+}
+
+fn judge_nothing_found(
+    target: &str,
+    recorder: &str,
+    found: Option<&Result<Vec<Gfs2Allocation>, String>>,
+) -> Verdict {
+    let found = match found {
+        None => {
+            return Verdict::Stands(format!(
+                "GFS2 discovery had not finished by the fence deadline, so it decides nothing: \
+                 unconfirmed that {target} has no GFS2 storage on this rabbit"
+            ))
+        }
+        Some(Err(why)) => {
+            return Verdict::Stands(format!(
+                "GFS2 discovery failed ({why}), so it decides nothing: \
+                 unconfirmed that {target} has no GFS2 storage on this rabbit"
+            ))
+        }
+        Some(Ok(found)) => found,
+    };
+    let (here, elsewhere): (Vec<&Gfs2Allocation>, Vec<&Gfs2Allocation>) = found
+        .iter()
+        .partition(|a| is_this_rabbit(&a.rabbit, recorder));
+    if !here.is_empty() {
+        let mut why = format!(
+            "but Kubernetes shows GFS2 storage of {target} on this rabbit ({}): nothing was \
+             detached, so {target} is not fenced (a request directory shared with another \
+             rabbit, or a node name the storage side does not know: see pcmk_host_map)",
+            by_rabbit(&here)
+        );
+        if !elsewhere.is_empty() {
+            why.push_str(&format!(
+                "; it also has GFS2 storage on other rabbits ({}), whose devices must fence it too",
+                by_rabbit(&elsewhere)
+            ));
+        }
+        return Verdict::Contradicted(why);
+    }
+    if elsewhere.is_empty() {
+        return Verdict::Stands(format!(
+            "Kubernetes shows no GFS2 storage of {target} on any rabbit either"
+        ));
+    }
+    let (unplaced, others): (Vec<&Gfs2Allocation>, Vec<&Gfs2Allocation>) =
+        elsewhere.into_iter().partition(|a| a.rabbit.is_empty());
+    let mut note = String::new();
+    if !others.is_empty() {
+        note = format!(
+            "{target} has GFS2 storage only on other rabbits ({}), none on this rabbit \
+             ({recorder}): the fence devices of those rabbits must fence it too",
+            by_rabbit(&others)
+        );
+    }
+    if !unplaced.is_empty() {
+        if !note.is_empty() {
+            note.push_str("; ");
+        }
+        note.push_str(&format!(
+            "Kubernetes shows GFS2 storage of {target} whose rabbit it does not name ({}), \
+             so it cannot tell whether this rabbit holds it",
+            by_rabbit(&unplaced)
+        ));
+    }
+    Verdict::Stands(note)
 }
 
 /// Runs one fence exchange. `interrupted` is asked at least every 50 ms
@@ -193,6 +341,7 @@ pub fn fence(
             target,
         ),
         target: target.to_string(),
+        found: None,
         names: Vec::new(),
         logged: false,
     };
@@ -213,7 +362,9 @@ pub fn fence(
             settings.poll_interval.as_secs_f64()
         );
     }
-    let request_path = match spool::write_atomic(
+    // Held (open and locked) until the fence is over: it marks the request
+    // as owned by a running agent, and watches for opens by the storage side.
+    let mut published = match spool::publish(
         &settings.request_dir,
         &name,
         &request.to_json(),
@@ -222,15 +373,28 @@ pub fn fence(
         Ok(p) => p,
         Err(e) => return publish_failed(journal, &base, &mut gfs2, e.to_string()),
     };
+    let request_path = published.path.clone();
     info!(
         "Fence request written: {} (request_id {})",
         request_path.display(),
         request.request_id
     );
+    // After the rename the request is out, durable or not: the storage side
+    // may act on it, so the agent waits for its answer (or withdraws it).
+    let note = published.sync_error.as_ref().map(|e| {
+        let note = format!(
+            "the request is published but syncing {} failed ({e}): it is out all the same, \
+             so the agent waits for its answer or withdraws it",
+            settings.request_dir.display()
+        );
+        warn!("{note}");
+        format!("; {note}")
+    });
+    let note = note.unwrap_or_default();
     let names = gfs2.check().to_vec();
     journal.record(&base.event(
         EventStatus::Initiated,
-        format!("Fence action {} initiated by Pacemaker", call.action),
+        format!("Fence action {} initiated by Pacemaker{note}", call.action),
         &names,
     ));
 
@@ -247,19 +411,21 @@ pub fn fence(
         },
     );
     drop(watch);
+    let nothing_found = matches!(&outcome, WaitOutcome::Answered { answer, .. }
+        if answer.success && answer.message.trim() == NOTHING_FOUND);
+    if nothing_found {
+        // Only discovery can tell whether nothing was really there: worth
+        // waiting for, within the fence's own deadline.
+        gfs2.settle(deadline, &mut interrupted);
+    }
     let names = gfs2.finish();
 
-    match outcome {
+    let outcome = match outcome {
         WaitOutcome::Answered {
             answer,
             path,
             elapsed,
         } => {
-            let status = if answer.success {
-                EventStatus::Completed
-            } else {
-                EventStatus::Failed
-            };
             let shown = if answer.message.is_empty() {
                 "(no message)".to_string()
             } else {
@@ -270,18 +436,42 @@ pub fn fence(
             } else {
                 error!("Fence response received: failure: {shown}");
             }
-            let mut ev = base.event(status, answer.message.clone(), &names);
+            let verdict = nothing_found
+                .then(|| judge_nothing_found(target, call.recorder_node, gfs2.found.as_ref()));
+            let (status, message) = match &verdict {
+                None if answer.success => (EventStatus::Completed, answer.message.clone()),
+                None => (EventStatus::Failed, answer.message.clone()),
+                Some(Verdict::Stands(why)) => {
+                    warn!("Fence response says nothing was found to fence: {why}");
+                    (EventStatus::Completed, format!("{}; {why}", answer.message))
+                }
+                Some(Verdict::Contradicted(why)) => {
+                    let message = format!("{}, {why}", answer.message);
+                    error!("Fence not done: {message}");
+                    (EventStatus::Failed, message)
+                }
+            };
+            let mut ev = base.event(status, format!("{message}{note}"), &names);
             ev.action_performed = answer.action_performed.clone();
             ev.elapsed_ms = Some(elapsed.as_millis() as u64);
             ev.response_file = Some(path.display().to_string());
             journal.record(&ev);
-            FenceOutcome::Answered {
-                request_id: request.request_id,
-                success: answer.success,
-                message: answer.message,
-                action_performed: answer.action_performed,
-                response_path: path,
-                elapsed,
+            if matches!(verdict, Some(Verdict::Contradicted(_))) {
+                FenceOutcome::Contradicted {
+                    request_id: request.request_id,
+                    message,
+                    response_path: path,
+                    elapsed,
+                }
+            } else {
+                FenceOutcome::Answered {
+                    request_id: request.request_id,
+                    success: answer.success,
+                    message,
+                    action_performed: answer.action_performed,
+                    response_path: path,
+                    elapsed,
+                }
             }
         }
         WaitOutcome::TimedOut {
@@ -295,7 +485,8 @@ pub fn fence(
             if let Some(p) = last_problem {
                 detail.push_str(&format!("; last seen: {p}"));
             }
-            detail.push_str(&withdraw(&request_path));
+            detail.push_str(&withdraw(&mut published));
+            detail.push_str(&note);
             error!("Fence timed out: {detail}");
             let mut ev = base.event(EventStatus::Timeout, detail.clone(), &names);
             ev.elapsed_ms = Some(elapsed.as_millis() as u64);
@@ -307,7 +498,10 @@ pub fn fence(
             }
         }
         WaitOutcome::Interrupted { elapsed, reason } => {
-            let detail = format!("wait interrupted ({reason}){}", withdraw(&request_path));
+            let detail = format!(
+                "wait interrupted ({reason}){}{note}",
+                withdraw(&mut published)
+            );
             error!("Fence interrupted: {detail}");
             let mut ev = base.event(EventStatus::Interrupted, detail.clone(), &names);
             ev.elapsed_ms = Some(elapsed.as_millis() as u64);
@@ -318,7 +512,10 @@ pub fn fence(
                 reason: detail,
             }
         }
-    }
+    };
+    // Only now may monitor see the request (if it is still there) as a leftover.
+    drop(published);
+    outcome
 }
 
 fn publish_failed(
@@ -335,21 +532,40 @@ fn publish_failed(
 }
 
 /// Removes an unanswered request so a late responder cannot act on it after
-/// the agent has reported failure. Returns a note for the record.
-fn withdraw(request_path: &std::path::Path) -> String {
-    match fs::remove_file(request_path) {
+/// the agent has reported failure, and says honestly whether the storage side
+/// had already read it (then it may still answer). Returns a note for the
+/// record.
+fn withdraw(published: &mut Published) -> String {
+    let path = published.path.display().to_string();
+    let removed = fs::remove_file(&published.path);
+    // Looked at after the unlink: from then on nothing can open it by name,
+    // so what the watch saw is all there will be.
+    let opened = published.opens.seen();
+    match removed {
         Ok(()) => {
-            if let Some(dir) = request_path.parent() {
+            if let Some(dir) = published.path.parent() {
                 let _ = spool::sync_dir(dir);
             }
-            format!("; request {} withdrawn", request_path.display())
+            match opened {
+                Opened::No => format!(
+                    "; request {path} withdrawn before the storage side opened it: it cannot act on it"
+                ),
+                Opened::Yes(n) => format!(
+                    "; request {path} withdrawn, but another process (the storage side) had \
+                     already opened it ({n} open or read event(s)): it may still answer and detach the node"
+                ),
+                Opened::Unknown(why) => format!(
+                    "; request {path} withdrawn; whether the storage side had already read it is \
+                     unknown ({why}): it may still answer"
+                ),
+            }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            "; the request had already been taken by the responder".into()
+            "; the request had already been taken by the responder: it may still answer and detach the node"
+                .into()
         }
         Err(e) => format!(
-            "; request {} could not be withdrawn: {e}",
-            request_path.display()
+            "; request {path} could not be withdrawn: {e}; the storage side may still act on it"
         ),
     }
 }
@@ -493,5 +709,63 @@ mod tests {
             panic!()
         };
         assert!(detail.contains("gone"), "{detail}");
+    }
+
+    fn alloc(fs: &str, rabbit: &str) -> Gfs2Allocation {
+        Gfs2Allocation {
+            filesystem: fs.into(),
+            rabbit: rabbit.into(),
+        }
+    }
+
+    #[test]
+    fn nothing_found_is_judged_by_where_discovery_puts_the_storage() {
+        let here = Ok(vec![alloc("fs-a", "rabbit-1"), alloc("fs-b", "rabbit-2")]);
+        let Verdict::Contradicted(why) =
+            judge_nothing_found("n1", "rabbit-1.example.com", Some(&here))
+        else {
+            panic!()
+        };
+        assert!(
+            why.contains("on this rabbit (rabbit-1: [\"fs-a\"])"),
+            "{why}"
+        );
+        assert!(
+            why.contains("other rabbits (rabbit-2: [\"fs-b\"])"),
+            "{why}"
+        );
+        assert!(why.contains("n1 is not fenced"), "{why}");
+
+        let others = Ok(vec![alloc("fs-a", "rabbit-2"), alloc("fs-b", "rabbit-3")]);
+        let Verdict::Stands(note) = judge_nothing_found("n1", "rabbit-1", Some(&others)) else {
+            panic!()
+        };
+        assert!(
+            note.contains("only on other rabbits (rabbit-2: [\"fs-a\"], rabbit-3: [\"fs-b\"])"),
+            "{note}"
+        );
+        assert!(note.contains("must fence it too"), "{note}");
+
+        for (found, says) in [
+            (
+                Some(Ok(vec![])),
+                "no GFS2 storage of n1 on any rabbit either",
+            ),
+            (
+                Some(Err("kubectl exited".to_string())),
+                "discovery failed (kubectl exited)",
+            ),
+            (None, "had not finished"),
+            (
+                Some(Ok(vec![alloc("fs-a", "")])),
+                "cannot tell whether this rabbit",
+            ),
+        ] {
+            let Verdict::Stands(note) = judge_nothing_found("n1", "rabbit-1", found.as_ref())
+            else {
+                panic!("{found:?}")
+            };
+            assert!(note.contains(says), "{note}");
+        }
     }
 }

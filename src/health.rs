@@ -26,24 +26,60 @@ pub fn problems(s: &Settings, create: bool) -> Vec<String> {
         log_dir_problem(&s.log_dir)
     };
     found.extend(log);
+    found.extend(log_file_problems(s));
     found
 }
 
+/// Log names holding something that is not a regular file (a FIFO, device,
+/// socket, directory or symlink): the journal refuses them without blocking,
+/// so those records are not kept; monitor and validate-all name the path.
+pub fn log_file_problems(s: &Settings) -> Vec<String> {
+    let journal = Journal::new(&s.log_dir, &s.main_log, s.log_mode);
+    [
+        journal.main_log().to_path_buf(),
+        journal.readable_log(),
+        journal.detailed_log(),
+        s.log_dir.join(crate::journal::ROTATION_LOCK_NAME),
+    ]
+    .iter()
+    .filter_map(|p| {
+        let meta = fs::symlink_metadata(p).ok()?;
+        crate::journal::not_a_log(&meta.file_type()).map(|what| {
+            format!(
+                "log file {} is {what}, not a regular file: only regular files are logs, \
+                 so nothing is recorded there",
+                p.display()
+            )
+        })
+    })
+    .collect()
+}
+
 /// Removes requests and dot-temps that agents killed by Pacemaker left behind
-/// (older than `stale_age`, so never an attempt in flight), saying so in the
-/// main log. Returns the problems met.
+/// (older than `stale_age` and owned by no running agent, so never an attempt
+/// in flight, even after a clock step), saying so in the main log. Returns
+/// the problems met.
 pub fn remove_leftovers(s: &Settings, journal: &Journal) -> Vec<String> {
-    let (removed, problems) = spool::clean_stale(&s.request_dir, s.stale_age);
-    for p in &removed {
+    let done = spool::clean_stale(&s.request_dir, s.stale_age);
+    for p in &done.removed {
         journal.log(
             Level::Warning,
             &format!("Removed stale request file {}", p.display()),
         );
     }
-    for p in &problems {
+    for p in &done.owned {
+        journal.log(
+            Level::Info,
+            &format!(
+                "Left request file {}: older than stale_age by its time stamp, but a running agent owns it",
+                p.display()
+            ),
+        );
+    }
+    for p in &done.problems {
         journal.log(Level::Error, p);
     }
-    problems
+    done.problems
 }
 
 /// Why the log directory cannot be used (None: it can). A missing one is
@@ -155,6 +191,24 @@ mod tests {
         assert!(!d.path().join("a").exists());
         assert!(problems(&s, true).is_empty());
         assert!(s.request_dir.is_dir() && s.response_dir.is_dir() && s.log_dir.is_dir());
+    }
+
+    #[test]
+    fn a_fifo_at_a_log_name_is_named() {
+        let d = TempDir::new("health");
+        let s = settings(&d);
+        assert!(problems(&s, true).is_empty());
+        let fifo = s.log_dir.join(crate::journal::DETAILED_LOG_NAME);
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for create in [true, false] {
+            let found = problems(&s, create);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(
+                found[0].contains(&format!("{} is a FIFO", fifo.display())),
+                "{found:?}"
+            );
+        }
     }
 
     #[test]

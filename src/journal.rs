@@ -7,8 +7,13 @@
 //! Each record is one `write(2)` on a descriptor opened with `O_APPEND` just
 //! for that record, so concurrent agents never interleave lines and logrotate
 //! (`create` or `copytruncate`) loses nothing. Every field is escaped so one
-//! record is always one line. A log that cannot be written is reported on
-//! stderr and to syslog, once per file, and never changes a fence's outcome.
+//! record is always one line, and in the readable log no value can contain
+//! ` KEY=` (`=` and, outside DETAILS, spaces are escaped), so a grep for a
+//! field matches only that field. Only regular files are logs: a FIFO,
+//! device or symlink at a log name is refused without blocking. A record that
+//! follows a fragment left by a short write (full disk) starts on a new line.
+//! A log that cannot be written is reported on stderr and to syslog, once per
+//! file, and never changes a fence's outcome.
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -157,9 +162,9 @@ impl Journal {
             local_now(),
             escape_field(&event.action),
             escape_field(&event.target_node),
-            escape_line(&gfs2),
+            escape_field(&gfs2),
             event.status,
-            escape_line(&event.details)
+            escape_value(&event.details)
         );
         self.append(&self.readable_log(), readable.as_bytes());
         self.append(&self.detailed_log(), &json_line(event));
@@ -222,11 +227,14 @@ impl RotationLock {
             .write(true)
             .create(true)
             .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(log_dir.join(ROTATION_LOCK_NAME))
         else {
             return RotationLock(None);
         };
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            return RotationLock(None);
+        }
         let deadline = Instant::now() + wait;
         loop {
             // SAFETY: the descriptor is open for the whole call.
@@ -246,17 +254,28 @@ impl RotationLock {
 }
 
 /// Appends `bytes` with a single `write(2)` on a fresh `O_APPEND` descriptor
-/// (never following a symlink), creating the file and its directory if needed.
+/// (never following a symlink, never blocking on a FIFO or device: only a
+/// regular file is a log), creating the file and its directory if needed.
+/// When the file ends in a fragment without a newline (an earlier short write
+/// on a full disk), the record is written after a newline of its own.
 pub fn append_record(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let open = || {
+    let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let open = |read: bool| {
         OpenOptions::new()
+            .read(read)
             .append(true)
             .create(true)
             .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(flags)
             .open(path)
     };
-    let mut f = match open() {
+    // Read access lets the last byte be looked at; a log we may only append
+    // to is still written.
+    let open = || match open(true) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => open(false),
+        other => other,
+    };
+    let f = match open() {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
@@ -267,17 +286,109 @@ pub fn append_record(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
             }
             open()?
         }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(io::Error::other(
+                "it is a symbolic link (only regular files are logs; it is not followed)",
+            ))
+        }
+        // A FIFO without a reader, opened write-only without blocking.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Err(io::Error::other(
+                "it is a FIFO, not a regular file (only regular files are logs)",
+            ))
+        }
         Err(e) => return Err(e),
     };
-    let written = f.write(bytes)?;
-    if written != bytes.len() {
+    let meta = f.metadata()?;
+    if let Some(what) = not_a_log(&meta.file_type()) {
+        return Err(io::Error::other(format!(
+            "it is {what}, not a regular file (only regular files are logs)"
+        )));
+    }
+    // Other agents' appends are held off while the last byte is looked at:
+    // a record of theirs seen half-copied would look like a fragment. Without
+    // the lock the look is skipped (a blank line is not worth risking).
+    let serial = AppendLock::take(&f);
+    let mut record = Vec::with_capacity(bytes.len() + 1);
+    if serial.0.is_some() && ends_in_fragment(&f, f.metadata()?.len()) {
+        record.push(b'\n');
+    }
+    record.extend_from_slice(bytes);
+    let written = (&f).write(&record)?;
+    if written != record.len() {
         // Only a full disk or a size limit stops a regular-file append short.
+        // Try to end the fragment here; if that fails too, the next record
+        // starts with a newline instead.
+        let _ = (&f).write(b"\n");
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,
-            format!("short write ({written} of {} bytes)", bytes.len()),
+            format!("short write ({written} of {} bytes)", record.len()),
         ));
     }
     Ok(())
+}
+
+/// Longest one append waits for other agents' appends to the same log (each
+/// holds it for one write); once that has run out, the process stops waiting
+/// (a holder that never lets go can cost a fence this much once, never more).
+const APPEND_LOCK_WAIT: Duration = Duration::from_secs(1);
+static APPEND_LOCK_GAVE_UP: AtomicBool = AtomicBool::new(false);
+
+/// An exclusive `flock` on a log descriptor for one append (or nothing, when
+/// it could not be had in time: the append goes ahead regardless).
+struct AppendLock<'a>(Option<&'a File>);
+
+impl<'a> AppendLock<'a> {
+    fn take(f: &'a File) -> AppendLock<'a> {
+        let deadline = Instant::now() + APPEND_LOCK_WAIT;
+        loop {
+            // SAFETY: plain system call on an open descriptor.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return AppendLock(Some(f));
+            }
+            if APPEND_LOCK_GAVE_UP.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                APPEND_LOCK_GAVE_UP.store(true, Ordering::Relaxed);
+                return AppendLock(None);
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+impl Drop for AppendLock<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0 {
+            // SAFETY: plain system call on an open descriptor.
+            unsafe {
+                libc::flock(f.as_raw_fd(), libc::LOCK_UN);
+            }
+        }
+    }
+}
+
+/// What a non-regular file at a log name is (None: a regular file).
+pub fn not_a_log(ft: &fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        None
+    } else if ft.is_symlink() {
+        Some("a symbolic link")
+    } else if ft.is_dir() {
+        Some("a directory")
+    } else if ft.is_fifo() {
+        Some("a FIFO")
+    } else if ft.is_socket() {
+        Some("a socket")
+    } else {
+        Some("a device")
+    }
+}
+
+/// Whether a non-empty file's last byte is not a newline.
+fn ends_in_fragment(f: &File, len: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8; 1];
+    len > 0 && matches!(f.read_at(&mut last, len - 1), Ok(1)) && last[0] != b'\n'
 }
 
 /// Tells the operator, on stderr and in syslog, that a log is not being kept.
@@ -319,10 +430,17 @@ pub fn escape_line(s: &str) -> String {
     out
 }
 
-/// `escape_line` for the value of a `KEY=value` field: a space is written
-/// `\x20`, so the value cannot end early and forge the fields after it.
+/// `escape_line` for the last value of a readable record (DETAILS): `=` is
+/// written `\x3d`, so no text in it can read as a ` KEY=value` field (a
+/// `grep STATUS=completed` matches only the real STATUS field).
+pub fn escape_value(s: &str) -> String {
+    escape_line(s).replace('=', "\\x3d")
+}
+
+/// `escape_value` for the value of a `KEY=value` field followed by others: a
+/// space is written `\x20` too, so the value cannot end early.
 pub fn escape_field(s: &str) -> String {
-    escape_line(s).replace(' ', "\\x20")
+    escape_value(s).replace(' ', "\\x20")
 }
 
 /// One JSON Lines record. serde_json leaves DEL, C1 controls, U+2028 and
@@ -494,9 +612,98 @@ mod tests {
         assert_eq!(v["details"], details);
         let readable = fs::read_to_string(j.readable_log()).unwrap();
         assert!(
-            readable.contains(" TARGET=x\\x20STATUS=completed GFS2="),
+            readable.contains(" TARGET=x\\x20STATUS\\x3dcompleted GFS2="),
             "{readable}"
         );
+    }
+
+    #[test]
+    fn details_cannot_forge_a_field() {
+        let d = TempDir::new("journal");
+        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        j.record(&event(
+            EventStatus::Failed,
+            "n1",
+            "Failed to fence node STATUS=completed a=b",
+        ));
+        let readable = fs::read_to_string(j.readable_log()).unwrap();
+        assert_eq!(readable.matches("STATUS=").count(), 1, "{readable}");
+        assert!(
+            readable.contains(
+                " STATUS=failed DETAILS=Failed to fence node STATUS\\x3dcompleted a\\x3db\n"
+            ),
+            "{readable}"
+        );
+    }
+
+    fn mkfifo(p: &Path) {
+        let c = CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn a_fifo_at_a_log_name_is_refused_without_blocking() {
+        let d = TempDir::new("journal");
+        let main = d.path().join("fence-events.log");
+        mkfifo(&main);
+        mkfifo(&d.path().join(ROTATION_LOCK_NAME));
+        let start = Instant::now();
+        let err = append_record(&main, b"x\n", 0o600).unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        // With a reader present the open succeeds; the fstat check refuses it.
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&main)
+            .unwrap();
+        let err = append_record(&main, b"x\n", 0o600).unwrap_err();
+        assert!(
+            err.to_string().contains("a FIFO, not a regular file"),
+            "{err}"
+        );
+        drop(reader);
+        let j = Journal::new(d.path(), &main, 0o600);
+        j.record(&event(EventStatus::Initiated, "n1", "x"));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            fs::read_to_string(j.readable_log())
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_held_log_lock_delays_appends_once_and_never_stops_them() {
+        let d = TempDir::new("journal");
+        let log = d.path().join("fence-events.log");
+        fs::write(&log, "").unwrap();
+        let holder = File::open(&log).unwrap();
+        assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let start = Instant::now();
+        append_record(&log, b"one\n", 0o600).unwrap();
+        let first = start.elapsed();
+        append_record(&log, b"two\n", 0o600).unwrap();
+        assert!(first >= APPEND_LOCK_WAIT, "{first:?}");
+        assert!(start.elapsed() < first + Duration::from_millis(500));
+        assert_eq!(fs::read_to_string(&log).unwrap(), "one\ntwo\n");
+    }
+
+    #[test]
+    fn a_fragment_without_newline_is_not_glued_to_the_next_record() {
+        let d = TempDir::new("journal");
+        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        fs::write(j.detailed_log(), "{\"timestamp\": \"2025").unwrap();
+        j.record(&event(EventStatus::Initiated, "n1", "x"));
+        j.record(&event(EventStatus::Completed, "n1", "y"));
+        let text = fs::read_to_string(j.detailed_log()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], "{\"timestamp\": \"2025");
+        for l in &lines[1..] {
+            serde_json::from_str::<serde_json::Value>(l).unwrap();
+        }
     }
 
     #[test]

@@ -144,7 +144,8 @@ fn resolve_settings(
 /// How a fence ended.
 #[pyclass(frozen, get_all, module = "fence_gfs2_recorder._native")]
 pub struct FenceResult {
-    /// "answered", "timed_out", "interrupted", "refused" or "failed".
+    /// "answered", "contradicted", "timed_out", "interrupted", "refused" or
+    /// "failed".
     kind: &'static str,
     success: bool,
     message: String,
@@ -193,6 +194,15 @@ impl From<FenceOutcome> for FenceResult {
                 request_id: Some(request_id),
                 elapsed_ms: ms(elapsed),
             },
+            FenceOutcome::Contradicted {
+                request_id,
+                message,
+                response_path,
+                elapsed,
+            } => FenceResult {
+                response_path: Some(path_str(&response_path)),
+                ..base("contradicted", message, Some(request_id), ms(elapsed))
+            },
             FenceOutcome::TimedOut {
                 request_id,
                 elapsed,
@@ -209,9 +219,22 @@ impl From<FenceOutcome> for FenceResult {
     }
 }
 
-/// Asks Python whether a signal handler wants the wait to end.
-fn python_interrupt() -> Option<String> {
-    Python::attach(|py| py.check_signals().err().map(|e| e.to_string()))
+/// Asks Python whether the wait should end: Python's signal handlers run
+/// (one that raises ends it), then `interrupted`, if given, is called and a
+/// string it returns ends it. Handlers that only set a flag read by
+/// `interrupted` cannot raise once the engine has returned.
+fn python_interrupt(interrupted: &Option<Py<PyAny>>) -> Option<String> {
+    Python::attach(|py| {
+        if let Err(e) = py.check_signals() {
+            return Some(e.to_string());
+        }
+        let asked = interrupted.as_ref()?.bind(py).call0();
+        match asked {
+            Ok(v) if v.is_none() => None,
+            Ok(v) => Some(v.str().map(|s| s.to_string()).unwrap_or_default()),
+            Err(e) => Some(e.to_string()),
+        }
+    })
 }
 
 fn journal_for(s: &engine_settings::Settings) -> Arc<Journal> {
@@ -219,14 +242,17 @@ fn journal_for(s: &engine_settings::Settings) -> Arc<Journal> {
 }
 
 /// Runs one fence exchange (`off` or `reboot`) with the GIL released.
+/// `interrupted`, asked at least every 50 ms during the wait, ends it by
+/// returning a reason (e.g. the name of a signal its handler noted).
 #[pyfunction]
-#[pyo3(signature = (settings, action, target, recorder_node=None))]
+#[pyo3(signature = (settings, action, target, recorder_node=None, interrupted=None))]
 fn fence(
     py: Python<'_>,
     settings: &PySettings,
     action: String,
     target: Vec<u8>,
     recorder_node: Option<String>,
+    interrupted: Option<Py<PyAny>>,
 ) -> FenceResult {
     let s = settings.inner.clone();
     py.detach(move || {
@@ -238,7 +264,7 @@ fn fence(
             recorder_node: &recorder,
         };
         journal::with_main_log(&journal, || {
-            exchange::fence(&s, &journal, &call, python_interrupt)
+            exchange::fence(&s, &journal, &call, || python_interrupt(&interrupted))
         })
         .into()
     })

@@ -4,9 +4,16 @@
 //! following symlinks, fsync, rename into place, fsync the directory; the temp
 //! is removed on any failure). Reads refuse symlinks, non-regular files and
 //! oversized files without opening them in a way that could block.
+//!
+//! A request the agent publishes ([`publish`]) stays open and `flock`ed by
+//! it until the agent is done, so [`clean_stale`] can tell a leftover of a
+//! killed agent (no lock) from a request in flight whatever the clocks say;
+//! and an inotify watch on the file tells the agent whether another process
+//! opened it (the storage side read it) before it was withdrawn.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -42,21 +49,200 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Resu
     Ok(dest)
 }
 
+/// A request published by this process. While it lives, the file is held
+/// open with an exclusive `flock`: the mark that an agent still owns it.
+pub struct Published {
+    pub path: PathBuf,
+    /// Set when the rename happened (the request is out, the storage side may
+    /// act on it) but making it durable (the directory's fsync) failed.
+    pub sync_error: Option<io::Error>,
+    pub opens: OpenWatch,
+    _owner: File,
+}
+
+/// Writes a request like [`write_atomic`], but keeps it locked and watched.
+/// An error means nothing was published (the temp is removed); after the
+/// rename only [`Published::sync_error`] can say something went wrong.
+pub fn publish(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<Published> {
+    let tmp = dir.join(temp_name(name));
+    let dest = dir.join(name);
+    let unpublished = |e: io::Error| {
+        let _ = fs::remove_file(&tmp);
+        io::Error::new(e.kind(), format!("cannot write {}: {e}", dest.display()))
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", dest.display())))?;
+    // Locked before anything else can see it: held by the descriptor, so it
+    // follows the file through the rename and ends with this process.
+    // SAFETY: plain system call on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(unpublished(io::Error::last_os_error()));
+    }
+    // Armed before the rename: no other process can have opened it yet.
+    let opens = OpenWatch::arm(&f, dir);
+    f.write_all(bytes).map_err(unpublished)?;
+    f.sync_all().map_err(unpublished)?;
+    fs::rename(&tmp, &dest).map_err(unpublished)?;
+    Ok(Published {
+        path: dest,
+        sync_error: sync_dir(dir).err(),
+        opens,
+        _owner: f,
+    })
+}
+
+/// Whether another process opened or read a file since the watch was armed.
+pub struct OpenWatch {
+    fd: Option<OwnedFd>,
+    /// Why opens cannot be seen (None: they can, at least on this host).
+    blind: Option<String>,
+    /// Why opens made on other hosts cannot be seen (network file system).
+    remote: Option<String>,
+    opened: u64,
+}
+
+/// What an [`OpenWatch`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// No other process opened it (and opens would have been seen).
+    No,
+    /// Another process opened or read it this many times (at least).
+    Yes(u64),
+    /// Cannot be told: the reason.
+    Unknown(String),
+}
+
+impl OpenWatch {
+    fn arm(file: &File, dir: &Path) -> OpenWatch {
+        let remote = remote_file_system(dir).map(|fs| {
+            format!(
+                "{} is on {fs}: opens made on other hosts raise no event here",
+                dir.display()
+            )
+        });
+        let mut w = OpenWatch {
+            fd: None,
+            blind: None,
+            remote,
+            opened: 0,
+        };
+        // SAFETY: plain system call; the result is checked.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            w.blind = Some(format!(
+                "inotify unavailable: {}",
+                io::Error::last_os_error()
+            ));
+            return w;
+        }
+        // SAFETY: fd is a fresh descriptor we own from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Through /proc/self/fd: the watch is on the very inode we hold.
+        let Ok(c) = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+            w.blind = Some("inotify unavailable".into());
+            return w;
+        };
+        // SAFETY: valid descriptor and NUL-terminated path.
+        let wd = unsafe {
+            libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN | libc::IN_ACCESS)
+        };
+        if wd < 0 {
+            w.blind = Some(format!(
+                "inotify unavailable: {}",
+                io::Error::last_os_error()
+            ));
+            return w;
+        }
+        w.fd = Some(fd);
+        w
+    }
+
+    /// What has been seen so far (never blocks).
+    pub fn seen(&mut self) -> Opened {
+        if let Some(fd) = &self.fd {
+            let mut buf = [0u8; 4096];
+            loop {
+                // SAFETY: buf is valid for its length; the fd is non-blocking.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n <= 0 {
+                    break;
+                }
+                let mut at = 0usize;
+                let head = std::mem::size_of::<libc::inotify_event>();
+                while at + head <= n as usize {
+                    // SAFETY: the kernel wrote whole events; read_unaligned
+                    // copes with the byte buffer's alignment.
+                    let ev: libc::inotify_event =
+                        unsafe { std::ptr::read_unaligned(buf.as_ptr().add(at).cast()) };
+                    if ev.mask & (libc::IN_OPEN | libc::IN_ACCESS | libc::IN_Q_OVERFLOW) != 0 {
+                        self.opened += 1;
+                    }
+                    at += head + ev.len as usize;
+                }
+            }
+        }
+        match (&self.blind, &self.remote) {
+            _ if self.opened > 0 => Opened::Yes(self.opened),
+            (Some(why), _) | (None, Some(why)) => Opened::Unknown(why.clone()),
+            (None, None) => Opened::No,
+        }
+    }
+}
+
+/// The network file system `dir` is on, if it is one.
+pub fn remote_file_system(dir: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and out-pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    match st.f_type as u32 {
+        0x6969 => Some("NFS"),
+        0xFF53_4D42 | 0xFE53_4D42 | 0x517B => Some("SMB"),
+        0x0102_1997 => Some("9P"),
+        0x00C3_6400 => Some("CephFS"),
+        0x0BD0_0BD0 => Some("Lustre"),
+        0x6573_5546 => Some("FUSE"),
+        _ => None,
+    }
+}
+
 /// Makes a rename or unlink in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// What [`clean_stale`] did.
+#[derive(Debug, Default)]
+pub struct Cleaned {
+    pub removed: Vec<PathBuf>,
+    /// Old by their time stamp, but an agent still holds their lock: a
+    /// fence in flight (the clock was stepped, or the agent is slow).
+    pub owned: Vec<PathBuf>,
+    pub problems: Vec<String>,
+}
+
 /// Removes leftovers of killed agents from the request directory: requests
 /// (`<uuid>.json`) and dot-temps (`.<uuid>.json.tmp`) last modified more than
-/// `max_age` ago. Nothing else is touched. Returns what was removed and the
-/// problems met.
-pub fn clean_stale(dir: &Path, max_age: std::time::Duration) -> (Vec<PathBuf>, Vec<String>) {
-    let mut removed = Vec::new();
-    let mut problems = Vec::new();
+/// `max_age` ago that no running agent owns (holds locked). Nothing else is
+/// touched.
+pub fn clean_stale(dir: &Path, max_age: std::time::Duration) -> Cleaned {
+    let mut done = Cleaned::default();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) => return (removed, vec![format!("cannot read {}: {e}", dir.display())]),
+        Err(e) => {
+            done.problems
+                .push(format!("cannot read {}: {e}", dir.display()));
+            return done;
+        }
     };
     let now = std::time::SystemTime::now();
     for entry in entries.flatten() {
@@ -81,16 +267,54 @@ pub fn clean_stale(dir: &Path, max_age: std::time::Duration) -> (Vec<PathBuf>, V
         if !old || !(meta.is_file() || meta.file_type().is_symlink()) {
             continue;
         }
+        // Held for the removal: no agent can own it meanwhile.
+        let _lock = if meta.is_file() {
+            match unowned(&path) {
+                Ok(Some(lock)) => Some(lock),
+                Ok(None) => {
+                    done.owned.push(path);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    done.problems
+                        .push(format!("cannot examine {}: {e}", path.display()));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         match fs::remove_file(&path) {
-            Ok(()) => removed.push(path),
+            Ok(()) => done.removed.push(path),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => problems.push(format!("cannot remove {}: {e}", path.display())),
+            Err(e) => done
+                .problems
+                .push(format!("cannot remove {}: {e}", path.display())),
         }
     }
-    if !removed.is_empty() {
+    if !done.removed.is_empty() {
         let _ = sync_dir(dir);
     }
-    (removed, problems)
+    done
+}
+
+/// The file, locked, if no process holds its lock (None: an agent owns it).
+fn unowned(path: &Path) -> io::Result<Option<File>> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    // SAFETY: plain system call on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(f));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
 }
 
 /// What was found at a response path.
@@ -265,9 +489,9 @@ mod tests {
             let f = File::options().write(true).open(d.path().join(n)).unwrap();
             f.set_modified(old).unwrap();
         }
-        let (removed, problems) = clean_stale(d.path(), std::time::Duration::from_secs(3600));
-        assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(removed.len(), 2, "{removed:?}");
+        let done = clean_stale(d.path(), std::time::Duration::from_secs(3600));
+        assert!(done.problems.is_empty(), "{:?}", done.problems);
+        assert_eq!(done.removed.len(), 2, "{:?}", done.removed);
         let mut left: Vec<String> = fs::read_dir(d.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -316,5 +540,44 @@ mod tests {
             read_regular(&fifo, 10).unwrap(),
             FileRead::Refused(_)
         ));
+    }
+
+    #[test]
+    fn an_owned_request_is_never_cleaned_whatever_its_age() {
+        let d = TempDir::new("spool");
+        let id = uuid::Uuid::new_v4();
+        let name = format!("{id}.json");
+        let published = publish(d.path(), &name, b"{}", 0o644).unwrap();
+        assert!(published.sync_error.is_none());
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&published.path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let done = clean_stale(d.path(), std::time::Duration::from_secs(3600));
+        assert_eq!(done.owned, vec![published.path.clone()]);
+        assert!(done.removed.is_empty() && published.path.exists());
+        // The owner is gone (an agent killed): now it is a leftover.
+        let path = published.path.clone();
+        drop(published);
+        let done = clean_stale(d.path(), std::time::Duration::from_secs(3600));
+        assert_eq!(done.removed, vec![path.clone()]);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn opens_by_others_are_seen_and_ours_are_not() {
+        let d = TempDir::new("spool");
+        let mut p = publish(d.path(), "a.json", b"{}", 0o644).unwrap();
+        if matches!(p.opens.seen(), Opened::Unknown(_)) {
+            return; // inotify unavailable here: nothing to show
+        }
+        assert_eq!(p.opens.seen(), Opened::No);
+        let _ = fs::metadata(&p.path).unwrap(); // a stat is not an open
+        assert_eq!(p.opens.seen(), Opened::No);
+        assert_eq!(fs::read(&p.path).unwrap(), b"{}");
+        assert!(matches!(p.opens.seen(), Opened::Yes(n) if n >= 1));
     }
 }

@@ -1,5 +1,6 @@
 """Typed stubs of the Rust engine (fence_gfs2_recorder._native)."""
 
+from collections.abc import Callable
 from typing import Literal, final
 
 __all__ = [
@@ -59,7 +60,9 @@ class Settings:
 @final
 class FenceResult:
     @property
-    def kind(self) -> Literal["answered", "timed_out", "interrupted", "refused", "failed"]: ...
+    def kind(
+        self,
+    ) -> Literal["answered", "contradicted", "timed_out", "interrupted", "refused", "failed"]: ...
     @property
     def success(self) -> bool: ...
     @property
@@ -97,7 +100,11 @@ def resolve_settings(
     nnf_config: str | None = None,
 ) -> Settings: ...
 def fence(
-    settings: Settings, action: str, target: bytes, recorder_node: str | None = None
+    settings: Settings,
+    action: str,
+    target: bytes,
+    recorder_node: str | None = None,
+    interrupted: Callable[[], str | None] | None = None,
 ) -> FenceResult: ...
 def check_directories(settings: Settings, create: bool = False) -> list[str]: ...
 def run_responder(

@@ -182,12 +182,20 @@ DOCS = {
 }
 
 
-class FenceInterrupted(Exception):
-    """Raised by our signal handlers; the engine turns it into an outcome."""
+# Signals received during a fence, in order. The handler only notes them:
+# the engine asks `_interrupted` during its wait and turns a signal into an
+# `interrupted` outcome and record. A handler that raised could do so after
+# the engine had recorded `completed`, and the exit code would then disagree
+# with the final record.
+_signals_seen: list[str] = []
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise FenceInterrupted(signal.Signals(signum).name)
+    _signals_seen.append(signal.Signals(signum).name)
+
+
+def _interrupted() -> str | None:
+    return _signals_seen[0] if _signals_seen else None
 
 
 def _import_lazily(name: str) -> None:
@@ -268,7 +276,11 @@ def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
     shown = one_line(target)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    result = _native.fence(settings, options["--action"], os.fsencode(target))
+    result = _native.fence(
+        settings, options["--action"], os.fsencode(target), interrupted=_interrupted
+    )
+    # From here on the outcome is decided and recorded: a signal arriving now
+    # is only noted, and the exit code follows the record.
     if result.success:
         print(
             f"Success: {shown} fenced ({one_line(result.action_performed or 'off')}) "
@@ -277,6 +289,7 @@ def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
         return EXIT_OK
     reason = {
         "answered": "the storage side answered failure",
+        "contradicted": "nothing found to fence, but this rabbit holds its storage",
         "timed_out": "no answer",
         "interrupted": "interrupted",
         "refused": "refused",
