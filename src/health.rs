@@ -8,6 +8,7 @@ use std::io;
 use std::path::Path;
 
 use crate::journal::{Journal, Level};
+use crate::mounts::{self, DirMount};
 use crate::settings::Settings;
 use crate::spool;
 
@@ -27,6 +28,15 @@ pub fn problems(s: &Settings, create: bool) -> Vec<String> {
     };
     found.extend(log);
     found
+}
+
+/// The file system each shared directory is on, with a warning for an NFS
+/// mount whose options let answers be seen late (see `mounts`).
+pub fn mount_report(s: &Settings) -> Vec<DirMount> {
+    [("request", &s.request_dir), ("response", &s.response_dir)]
+        .into_iter()
+        .filter_map(|(role, dir)| mounts::describe_dir(role, dir))
+        .collect()
 }
 
 /// Removes requests and dot-temps that agents killed by Pacemaker left behind

@@ -14,6 +14,7 @@ use crate::exchange::{self, FenceCall, FenceOutcome};
 use crate::health;
 use crate::journal::{self, Journal};
 use crate::protocol;
+use crate::recent;
 use crate::records::{self, UnfenceOutcome};
 use crate::responder::{self, Mode, ResponderConfig};
 use crate::settings::{self as engine_settings, SettingsInput};
@@ -233,6 +234,19 @@ fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec
     py.detach(move || health::problems(&s, create))
 }
 
+/// For each shared directory: a line naming its file system, and a warning
+/// (or None) when its NFS mount options let answers be seen late.
+#[pyfunction]
+fn mount_report(py: Python<'_>, settings: &PySettings) -> Vec<(String, Option<String>)> {
+    let s = settings.inner.clone();
+    py.detach(move || {
+        health::mount_report(&s)
+            .into_iter()
+            .map(|m| (m.description, m.warning))
+            .collect()
+    })
+}
+
 /// Removes leftovers of killed agents (old requests and dot-temps) from the
 /// request directory; says so in the main log. Returns the problems met.
 #[pyfunction]
@@ -309,9 +323,13 @@ fn target_text(target: &[u8]) -> PyResult<String> {
 fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult<bool> {
     let target = target_text(&target)?;
     let dir = settings.inner.response_dir.clone();
-    py.detach(move || records::fenced_records(&dir, Some(&target)))
-        .map(|r| !r.is_empty())
-        .map_err(|e| PyOSError::new_err(e.to_string()))
+    let log_dir = settings.inner.log_dir.clone();
+    py.detach(move || {
+        // A listing can lag behind a lookup by name on network mounts.
+        records::fenced_records(&dir, Some(&target))
+            .map(|r| !r.is_empty() || recent::fenced_by_name(&log_dir, &dir, &target))
+    })
+    .map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
 /// The targets that currently hold a fenced record.
@@ -383,5 +401,6 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fenced_targets, m)?)?;
     m.add_function(wrap_pyfunction!(unfence, m)?)?;
     m.add_function(wrap_pyfunction!(clean_stale, m)?)?;
+    m.add_function(wrap_pyfunction!(mount_report, m)?)?;
     Ok(())
 }

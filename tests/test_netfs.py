@@ -170,3 +170,13 @@ def test_a_silent_responder_still_times_out_and_the_request_is_withdrawn(
     assert final["status"] == "timeout", final
     assert "withdrawn" in final["details"], final
     assert os.listdir(net.store / "requests") == []
+
+
+@pytest.mark.parametrize("action", ["monitor", "validate-all"])
+def test_monitor_and_validate_name_the_file_system(net: NetMount, action: str) -> None:
+    r = run_agent(net.dirs.argv("-o", action), env=clean_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    for role, d in (("request", net.dirs.req), ("response", net.dirs.resp)):
+        assert f"{role} directory {d} is on fuse" in r.stdout, r.stdout
+    # Not NFS: nothing to warn about.
+    assert "Warning" not in r.stderr, r.stderr

@@ -13,6 +13,7 @@ __all__ = [
     "fence",
     "fenced_targets",
     "is_fenced",
+    "mount_report",
     "resolve_settings",
     "run_responder",
     "unfence",
@@ -107,3 +108,4 @@ def unfence(
     settings: Settings, target: bytes, recorder_node: str | None = None
 ) -> UnfenceResult: ...
 def clean_stale(settings: Settings) -> list[str]: ...
+def mount_report(settings: Settings) -> list[tuple[str, str | None]]: ...

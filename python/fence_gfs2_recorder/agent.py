@@ -301,10 +301,21 @@ def do_list(settings: _native.Settings, with_status: bool) -> int:
     return EXIT_OK
 
 
+def report_mounts(settings: _native.Settings) -> None:
+    """Names each directory's file system; warns on NFS options that delay answers."""
+    from . import _native
+
+    for description, warning in _native.mount_report(settings):
+        print(description)
+        if warning is not None:
+            logging.warning("Warning: %s", warning)
+
+
 def do_monitor(settings: _native.Settings) -> int:
     from . import _native
 
     problems = _native.check_directories(settings, create=True)
+    report_mounts(settings)
     if not problems:
         # Off the fence path: monitor runs periodically, so leftovers of
         # agents killed by Pacemaker are removed here.
@@ -319,6 +330,7 @@ def do_validate(settings: _native.Settings, target: str | None) -> int:
     from . import _native
 
     problems = _native.check_directories(settings, create=False)
+    report_mounts(settings)
     if target is not None:
         try:
             _native.is_fenced(settings, os.fsencode(target))
