@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 APT_PACKAGES=(fence-agents libxml2-utils xsltproc pacemaker pacemaker-cli-utils corosync
-              logrotate hyperfine python3-venv procps faketime bindfs fuse3)
+              logrotate hyperfine python3-venv procps faketime bindfs fuse3
+              sshfs openssh-sftp-server)
 PY_PACKAGES=(maturin pytest pytest-timeout ruff mypy pexpect pycurl)
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -180,3 +180,46 @@ def test_monitor_and_validate_name_the_file_system(net: NetMount, action: str) -
         assert f"{role} directory {d} is on fuse" in r.stdout, r.stdout
     # Not NFS: nothing to warn about.
     assert "Warning" not in r.stderr, r.stderr
+
+
+SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
+
+
+@pytest.fixture
+def sshfs(tmp_path: Path) -> Iterator[NetMount]:
+    """The same directories through sshfs with its 20 s directory cache, the
+    SFTP server run directly (no sshd, no network)."""
+    if not (have("sshfs") and SFTP_SERVER.exists()):
+        pytest.skip("sshfs and openssh-sftp-server are not installed (scripts/setup.sh)")
+    ssh = tmp_path / "ssh-command"
+    ssh.write_text(f"#!/bin/sh\nexec {SFTP_SERVER}\n")
+    ssh.chmod(0o755)
+    m = NetMount.__new__(NetMount)
+    m.store, m.mnt = tmp_path / "store", tmp_path / "mnt"
+    for d in (m.store / "requests", m.store / "responses", m.mnt):
+        d.mkdir(parents=True)
+    opts = f"ssh_command={ssh},dir_cache=yes,dcache_timeout=20"
+    subprocess.run(["sshfs", "-o", opts, f"x:{m.store}", str(m.mnt)], check=True)
+    m.dirs = Dirs(tmp_path, m.mnt / "requests", m.mnt / "responses", tmp_path / "logs")
+    m.responders = []
+    try:
+        yield m
+    finally:
+        m.close()
+    assert not is_mounted(m.mnt), f"{m.mnt} is still mounted"
+
+
+def test_status_is_off_right_after_a_fence_although_the_listing_lags(sshfs: NetMount) -> None:
+    sshfs.start_responder()
+    argv = sshfs.dirs.argv("-n", "compute-node-3")
+    env = clean_env()
+    # Caches the (empty) listing for 20 s.
+    assert run_agent([*argv, "-o", "status"], env=env).stdout.strip() == "Status: ON"
+    r = fence(sshfs, "0.5")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sshfs.dirs.jsonl()[-1]["elapsed_ms"] < 5000
+    # The premise: the listing does not show the new response yet.
+    listed = run_agent([*sshfs.dirs.argv(), "-o", "list"], env=env)
+    assert "compute-node-3" not in listed.stdout, listed.stdout
+    s = run_agent([*argv, "-o", "status"], env=env)
+    assert (s.returncode, s.stdout.strip()) == (2, "Status: OFF"), s.stdout + s.stderr
