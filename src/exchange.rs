@@ -254,9 +254,14 @@ pub fn fence(
     let mut withdrawal = None;
     let outcome = match outcome {
         WaitOutcome::TimedOut { .. } => {
-            withdrawal = Some(withdraw(&request_path));
+            let note = withdraw(&request_path);
             let path = settings.response_dir.join(&name);
-            wait::look_after_deadline(outcome, &path, &request.request_id, started)
+            let last = wait::look_after_deadline(outcome, &path, &request.request_id, started);
+            if matches!(last, WaitOutcome::Answered { .. }) {
+                info!("Fence response found at the deadline{note}");
+            }
+            withdrawal = Some(note);
+            last
         }
         other => other,
     };
