@@ -402,6 +402,7 @@ pub fn fence(
         &watch,
         &name,
         &request.request_id,
+        &request_path,
         started,
         deadline,
         settings.poll_interval,
@@ -411,6 +412,23 @@ pub fn fence(
         },
     );
     drop(watch);
+    // A timed-out request is withdrawn first, then the answer is looked for
+    // once more: it may have come at the last moment, or (on a network mount)
+    // not have been looked for while the request was there.
+    let mut withdrawal = None;
+    let outcome = match outcome {
+        WaitOutcome::TimedOut { .. } => {
+            let note = withdraw(&mut published);
+            let path = settings.response_dir.join(&name);
+            let last = wait::look_after_deadline(outcome, &path, &request.request_id, started);
+            if matches!(last, WaitOutcome::Answered { .. }) {
+                info!("Fence response found at the deadline{note}");
+            }
+            withdrawal = Some(note);
+            last
+        }
+        other => other,
+    };
     let nothing_found = matches!(&outcome, WaitOutcome::Answered { answer, .. }
         if answer.success && answer.message.trim() == NOTHING_FOUND);
     if nothing_found {
@@ -477,6 +495,7 @@ pub fn fence(
         WaitOutcome::TimedOut {
             elapsed,
             last_problem,
+            request_gone,
         } => {
             let mut detail = format!(
                 "no response within {:.3} s",
@@ -485,7 +504,10 @@ pub fn fence(
             if let Some(p) = last_problem {
                 detail.push_str(&format!("; last seen: {p}"));
             }
-            detail.push_str(&withdraw(&mut published));
+            if request_gone {
+                detail.push_str("; the request disappeared during the wait");
+            }
+            detail.push_str(&withdrawal.unwrap_or_default());
             detail.push_str(&note);
             error!("Fence timed out: {detail}");
             let mut ev = base.event(EventStatus::Timeout, detail.clone(), &names);
@@ -677,6 +699,69 @@ mod tests {
         assert!(*elapsed >= Duration::from_secs(1));
         assert!(detail.contains("withdrawn"), "{detail}");
         assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
+    }
+
+    /// Acts on the first request: answers it with `body` (if any) without
+    /// deleting it, or deletes it without answering.
+    fn act_on_first_request(s: &Settings, body: Option<&'static str>) -> thread::JoinHandle<()> {
+        let (req, resp) = (s.request_dir.clone(), s.response_dir.clone());
+        thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                for e in fs::read_dir(&req).unwrap() {
+                    let n = e.unwrap().file_name().into_string().unwrap();
+                    if n.ends_with(".json") && !n.starts_with('.') {
+                        match body {
+                            Some(b) => {
+                                spool::write_atomic(&resp, &n, b.as_bytes(), 0o644).unwrap();
+                            }
+                            None => fs::remove_file(req.join(&n)).unwrap(),
+                        }
+                        return;
+                    }
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        })
+    }
+
+    #[test]
+    fn an_answer_beside_a_request_never_deleted_is_found_at_the_deadline() {
+        let d = TempDir::new("exchange");
+        let (mut s, j) = setup(&d, "1");
+        s.force_poll = true;
+        let t = act_on_first_request(&s, Some(r#"{"success":true,"message":"done"}"#));
+        let call = FenceCall {
+            action: "off",
+            target: b"compute-node-3",
+            recorder_node: "rabbit",
+        };
+        let out = fence(&s, &j, &call, || None);
+        t.join().unwrap();
+        assert!(out.is_success(), "{out:?}");
+        // The request was withdrawn before the last look.
+        assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_request_taken_without_an_answer_is_not_called_withdrawn() {
+        let d = TempDir::new("exchange");
+        let (mut s, j) = setup(&d, "1");
+        s.force_poll = true;
+        let t = act_on_first_request(&s, None);
+        let call = FenceCall {
+            action: "off",
+            target: b"compute-node-3",
+            recorder_node: "rabbit",
+        };
+        let out = fence(&s, &j, &call, || None);
+        t.join().unwrap();
+        let FenceOutcome::TimedOut { detail, .. } = &out else {
+            panic!("{out:?}")
+        };
+        assert!(detail.contains("disappeared during the wait"), "{detail}");
+        assert!(detail.contains("already been taken"), "{detail}");
+        assert!(!detail.contains("withdrawn"), "{detail}");
     }
 
     #[test]

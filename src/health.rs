@@ -8,6 +8,7 @@ use std::io;
 use std::path::Path;
 
 use crate::journal::{Journal, Level};
+use crate::mounts::{self, DirMount};
 use crate::settings::Settings;
 use crate::spool;
 
@@ -53,6 +54,15 @@ pub fn log_file_problems(s: &Settings) -> Vec<String> {
         })
     })
     .collect()
+}
+
+/// The file system each shared directory is on, with a warning for an NFS
+/// mount whose options let answers be seen late (see `mounts`).
+pub fn mount_report(s: &Settings) -> Vec<DirMount> {
+    [("request", &s.request_dir), ("response", &s.response_dir)]
+        .into_iter()
+        .filter_map(|(role, dir)| mounts::describe_dir(role, dir))
+        .collect()
 }
 
 /// Removes requests and dot-temps that agents killed by Pacemaker left behind

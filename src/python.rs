@@ -15,6 +15,7 @@ use crate::health;
 use crate::journal::{self, Journal};
 use crate::nnf_checks;
 use crate::protocol;
+use crate::recent;
 use crate::records::{self, UnfenceOutcome};
 use crate::responder::{self, Mode, ResponderConfig};
 use crate::settings::{self as engine_settings, SettingsInput};
@@ -287,6 +288,19 @@ fn nnf_warnings(py: Python<'_>, settings: &PySettings) -> Vec<String> {
     py.detach(move || nnf_checks::warnings(&s))
 }
 
+/// For each shared directory: a line naming its file system, and a warning
+/// (or None) when its NFS mount options let answers be seen late.
+#[pyfunction]
+fn mount_report(py: Python<'_>, settings: &PySettings) -> Vec<(String, Option<String>)> {
+    let s = settings.inner.clone();
+    py.detach(move || {
+        health::mount_report(&s)
+            .into_iter()
+            .map(|m| (m.description, m.warning))
+            .collect()
+    })
+}
+
 /// Removes leftovers of killed agents (old requests and dot-temps) from the
 /// request directory; says so in the main log. Returns the problems met.
 #[pyfunction]
@@ -369,8 +383,13 @@ fn target_text(target: &[u8]) -> PyResult<String> {
 fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult<bool> {
     let target = target_text(&target)?;
     let dir = settings.inner.response_dir.clone();
-    py.detach(move || records::is_fenced(&dir, &target))
-        .map_err(|e| PyOSError::new_err(e.to_string()))
+    let log_dir = settings.inner.log_dir.clone();
+    py.detach(move || {
+        // A listing can lag behind a lookup by name on network mounts.
+        records::is_fenced(&dir, &target)
+            .map(|fenced| fenced || recent::fenced_by_name(&log_dir, &dir, &target))
+    })
+    .map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
 /// The targets nnf-sos counts fenced, each escaped to one field of one line.
@@ -443,5 +462,6 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unfence, m)?)?;
     m.add_function(wrap_pyfunction!(clean_stale, m)?)?;
     m.add_function(wrap_pyfunction!(nnf_warnings, m)?)?;
+    m.add_function(wrap_pyfunction!(mount_report, m)?)?;
     Ok(())
 }

@@ -4,8 +4,26 @@
 //! write; a poll runs beside it because writes made by another NFS client raise
 //! no event, and runs alone when the watcher cannot start or polling is forced.
 //! Deadlines are `Instant`s (monotonic): a wall-clock jump does not move them.
+//!
+//! Network mounts cache "no such file" for a name once it has been looked up
+//! (an NFS client with `lookupcache=all`, a FUSE file system with a negative
+//! entry timeout): a response looked for before it exists stays invisible for
+//! the whole cache time, however often it is polled. A name never looked up
+//! is always asked of the server. The responder writes the response before it
+//! deletes the request, so the fence wait does not look the response's name
+//! up while its own request is still there: it polls the request (by opening
+//! it, which an NFS client revalidates on open and a FUSE file system
+//! resolves), and looks the response up once the request is gone, or once the
+//! watcher names the response (a local write: the kernel knows the name). From
+//! then on the response is read at every poll, so a partial answer written in
+//! place is read again until it is complete. No directory is listed.
+//! [`look_after_deadline`] gives a timed-out wait one last look, once the
+//! caller has withdrawn the request.
 
 use std::ffi::{OsStr, OsString};
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -118,15 +136,33 @@ pub enum WaitOutcome {
         elapsed: Duration,
     },
     /// The deadline passed; `last_problem` says what was wrong with the
-    /// response file if one was seen (unreadable, refused, not ours).
+    /// response file if one was seen (unreadable, refused, not ours);
+    /// `request_gone` whether the request had disappeared (taken by the
+    /// responder) during the wait.
     TimedOut {
         elapsed: Duration,
         last_problem: Option<String>,
+        request_gone: bool,
     },
     Interrupted {
         elapsed: Duration,
         reason: String,
     },
+}
+
+/// Whether the request file is still there. It is opened, not `stat`ed: an
+/// NFS client revalidates a name it opens (close-to-open), so a request
+/// another host deleted is seen gone at once. Only "no such file" counts as
+/// gone; any other error leaves the request present.
+pub fn request_present(path: &Path) -> bool {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
 }
 
 /// One look at the response file.
@@ -155,11 +191,15 @@ fn look(path: &Path, request_id: &str) -> Result<ResponseAnswer, Option<String>>
 
 /// Waits until `dir/<file_name>` holds our answer, the deadline passes, or
 /// `interrupted` (asked at least every [`INTERRUPT_CHECK_EVERY`]) says stop.
-/// The first look happens at once, so an answer already present is found.
+/// The response is looked up only once `request_path` is gone or the watcher
+/// names the response (see the module documentation); both are checked at
+/// once and then at every poll, so an answer already there is found at once.
+#[allow(clippy::too_many_arguments)]
 pub fn wait_for_response(
     watch: &DirWatch,
     file_name: &str,
     request_id: &str,
+    request_path: &Path,
     started: Instant,
     deadline: Instant,
     poll_interval: Duration,
@@ -167,20 +207,29 @@ pub fn wait_for_response(
 ) -> WaitOutcome {
     let path = watch.dir().join(file_name);
     let mut last_problem: Option<String> = None;
-    let mut look_now = true;
+    let mut request_gone = false;
+    // True once looking the response's name up cannot cache "missing" for it.
+    let mut may_look = false;
+    let mut check_now = true;
     let mut next_poll = Instant::now() + poll_interval;
     loop {
-        if look_now {
-            match look(&path, request_id) {
-                Ok(answer) => {
-                    return WaitOutcome::Answered {
-                        answer,
-                        path,
-                        elapsed: started.elapsed(),
+        if check_now {
+            if !request_gone && !request_present(request_path) {
+                request_gone = true;
+                may_look = true;
+            }
+            if may_look {
+                match look(&path, request_id) {
+                    Ok(answer) => {
+                        return WaitOutcome::Answered {
+                            answer,
+                            path,
+                            elapsed: started.elapsed(),
+                        }
                     }
+                    Err(Some(p)) => last_problem = Some(p),
+                    Err(None) => {}
                 }
-                Err(Some(p)) => last_problem = Some(p),
-                Err(None) => {}
             }
         }
         let now = Instant::now();
@@ -188,6 +237,7 @@ pub fn wait_for_response(
             return WaitOutcome::TimedOut {
                 elapsed: started.elapsed(),
                 last_problem,
+                request_gone,
             };
         }
         if let Some(reason) = interrupted() {
@@ -202,13 +252,51 @@ pub fn wait_for_response(
         let step = (deadline - now)
             .min(next_poll - now)
             .min(INTERRUPT_CHECK_EVERY);
-        look_now = match watch.next_change(step) {
-            Some(_) => {
-                watch.drain();
+        check_now = match watch.next_change(step) {
+            Some(first) => {
+                // A name is only reported for the response itself; a rescan
+                // says nothing about it, so only the request is checked.
+                for c in std::iter::once(first).chain(watch.drain()) {
+                    if matches!(c, Change::Name(_)) {
+                        may_look = true;
+                    }
+                }
                 true
             }
             None => Instant::now() >= next_poll || Instant::now() >= deadline,
         };
+    }
+}
+
+/// The last look of a wait that timed out, made after the caller withdrew
+/// the request (or found it taken): a responder that answered at the last
+/// moment, or whose answer could not be looked for while the request was
+/// there, still counts. Any other outcome is returned unchanged.
+pub fn look_after_deadline(
+    outcome: WaitOutcome,
+    path: &Path,
+    request_id: &str,
+    started: Instant,
+) -> WaitOutcome {
+    let WaitOutcome::TimedOut {
+        elapsed,
+        last_problem,
+        request_gone,
+    } = outcome
+    else {
+        return outcome;
+    };
+    match look(path, request_id) {
+        Ok(answer) => WaitOutcome::Answered {
+            answer,
+            path: path.to_path_buf(),
+            elapsed: started.elapsed(),
+        },
+        Err(problem) => WaitOutcome::TimedOut {
+            elapsed,
+            last_problem: problem.or(last_problem),
+            request_gone,
+        },
     }
 }
 
@@ -239,6 +327,11 @@ mod tests {
         )
     }
 
+    /// A request path that is not there: the responder has taken it.
+    fn taken(d: &TempDir) -> PathBuf {
+        d.path().join("taken-request.json")
+    }
+
     #[test]
     fn answer_already_present_is_found() {
         let d = TempDir::new("wait");
@@ -249,6 +342,7 @@ mod tests {
             &w,
             &name(),
             ID,
+            &taken(&d),
             t,
             t + Duration::from_secs(5),
             Duration::from_secs(1),
@@ -260,21 +354,38 @@ mod tests {
         );
     }
 
-    fn answer_after(force_poll: bool, poll: Duration) -> (WaitOutcome, Duration) {
+    /// The response is written in place in two halves; with `take`, the
+    /// request is deleted between them (so a poller sees the half first).
+    fn answer_after(force_poll: bool, poll: Duration, take: bool) -> (WaitOutcome, Duration) {
         let d = TempDir::new("wait");
+        let request = d.path().join("request.json");
+        fs::write(&request, "{}").unwrap();
         let w = DirWatch::arm(d.path(), force_poll, ours);
         assert_eq!(w.is_watching(), !force_poll);
         let dir = d.path().to_path_buf();
+        let req = request.clone();
         let writer = thread::spawn(move || {
             thread::sleep(Duration::from_millis(200));
             // half-written first, then complete in place
             fs::write(dir.join(name()), "{\"request_id\": ").unwrap();
-            thread::sleep(Duration::from_millis(100));
+            if take {
+                fs::remove_file(&req).unwrap();
+            }
+            thread::sleep(Duration::from_millis(300));
             fs::write(dir.join(name()), ok_body()).unwrap();
             Instant::now()
         });
         let t = Instant::now();
-        let out = wait_for_response(&w, &name(), ID, t, t + Duration::from_secs(10), poll, never);
+        let out = wait_for_response(
+            &w,
+            &name(),
+            ID,
+            &request,
+            t,
+            t + Duration::from_secs(10),
+            poll,
+            never,
+        );
         let seen = Instant::now();
         let written = writer.join().unwrap();
         (out, seen.saturating_duration_since(written))
@@ -282,7 +393,8 @@ mod tests {
 
     #[test]
     fn in_place_answer_is_seen_by_the_watcher() {
-        let (out, lag) = answer_after(false, Duration::from_secs(30));
+        // The request stays: only the watcher's naming the response lets it be read.
+        let (out, lag) = answer_after(false, Duration::from_secs(30), false);
         assert!(matches!(out, WaitOutcome::Answered { .. }), "{out:?}");
         // The poll is 30 s: only the watcher can have seen it this soon.
         assert!(lag < Duration::from_secs(5), "{lag:?}");
@@ -290,9 +402,121 @@ mod tests {
 
     #[test]
     fn forced_polling_finds_the_answer() {
-        let (out, lag) = answer_after(true, Duration::from_millis(50));
+        let (out, lag) = answer_after(true, Duration::from_millis(50), true);
         assert!(matches!(out, WaitOutcome::Answered { .. }), "{out:?}");
         assert!(lag < Duration::from_secs(5), "{lag:?}");
+    }
+
+    #[test]
+    fn the_response_is_not_looked_up_while_the_request_is_there() {
+        let d = TempDir::new("wait");
+        let request = d.path().join("request.json");
+        fs::write(&request, "{}").unwrap();
+        // Present from the start, but no event names it and the request stays.
+        fs::write(d.path().join(name()), ok_body()).unwrap();
+        let w = DirWatch::arm(d.path(), true, ours);
+        let t = Instant::now();
+        let out = wait_for_response(
+            &w,
+            &name(),
+            ID,
+            &request,
+            t,
+            t + Duration::from_millis(300),
+            Duration::from_millis(20),
+            never,
+        );
+        assert!(
+            matches!(
+                out,
+                WaitOutcome::TimedOut {
+                    request_gone: false,
+                    last_problem: None,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        // After the deadline (the caller withdrew the request) it is found.
+        let out = look_after_deadline(out, &d.path().join(name()), ID, t);
+        assert!(
+            matches!(out, WaitOutcome::Answered { ref answer, .. } if answer.success),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn the_request_disappearing_leads_to_the_response() {
+        let d = TempDir::new("wait");
+        let request = d.path().join("request.json");
+        fs::write(&request, "{}").unwrap();
+        let w = DirWatch::arm(d.path(), true, ours);
+        let (dir, req) = (d.path().to_path_buf(), request.clone());
+        let responder = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            fs::write(dir.join(name()), ok_body()).unwrap();
+            fs::remove_file(&req).unwrap();
+        });
+        let t = Instant::now();
+        let out = wait_for_response(
+            &w,
+            &name(),
+            ID,
+            &request,
+            t,
+            t + Duration::from_secs(10),
+            Duration::from_millis(50),
+            never,
+        );
+        responder.join().unwrap();
+        assert!(
+            matches!(out, WaitOutcome::Answered { elapsed, .. } if elapsed < Duration::from_secs(5)),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_taken_request_without_an_answer_is_told_apart() {
+        let d = TempDir::new("wait");
+        let w = DirWatch::arm(d.path(), true, ours);
+        let t = Instant::now();
+        let out = wait_for_response(
+            &w,
+            &name(),
+            ID,
+            &taken(&d),
+            t,
+            t + Duration::from_millis(200),
+            Duration::from_millis(50),
+            never,
+        );
+        assert!(
+            matches!(
+                out,
+                WaitOutcome::TimedOut {
+                    request_gone: true,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        let out = look_after_deadline(out, &d.path().join(name()), ID, t);
+        assert!(matches!(out, WaitOutcome::TimedOut { .. }), "{out:?}");
+    }
+
+    #[test]
+    fn only_a_missing_request_counts_as_gone() {
+        let d = TempDir::new("wait");
+        assert!(!request_present(&d.path().join("none")));
+        fs::write(d.path().join("r"), "{}").unwrap();
+        assert!(request_present(&d.path().join("r")));
+        // A FIFO planted there is opened without blocking, and is not "gone".
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(request_present(&fifo));
+        std::os::unix::fs::symlink(d.path().join("none"), d.path().join("link")).unwrap();
+        assert!(request_present(&d.path().join("link")));
     }
 
     #[test]
@@ -305,6 +529,7 @@ mod tests {
             &w,
             &name(),
             ID,
+            &taken(&d),
             t,
             t + Duration::from_millis(300),
             Duration::from_millis(50),
@@ -314,6 +539,7 @@ mod tests {
             WaitOutcome::TimedOut {
                 elapsed,
                 last_problem,
+                ..
             } => {
                 assert!(elapsed >= Duration::from_millis(300));
                 assert!(last_problem.unwrap().contains("unreadable"));
@@ -336,6 +562,7 @@ mod tests {
             &w,
             &name(),
             ID,
+            &taken(&d),
             t,
             t + Duration::from_millis(200),
             Duration::from_millis(50),
@@ -357,6 +584,7 @@ mod tests {
             &w,
             &name(),
             ID,
+            &taken(&d),
             t,
             t + Duration::from_secs(30),
             Duration::from_secs(10),

@@ -375,10 +375,21 @@ def use_hostname(raw: dict[str, Any]) -> None:
     raw["--plug"] = host
 
 
+def report_mounts(settings: _native.Settings) -> None:
+    """Names each directory's file system; warns on NFS options that delay answers."""
+    from . import _native
+
+    for description, warning in _native.mount_report(settings):
+        print(description)
+        if warning is not None:
+            logging.warning("Warning: %s", warning)
+
+
 def do_monitor(settings: _native.Settings) -> int:
     from . import _native
 
     problems = _native.check_directories(settings, create=True)
+    report_mounts(settings)
     if not problems:
         warn_nnf(settings)  # before the clean-up removes the oldest requests
         # Off the fence path: monitor runs periodically, so leftovers of
@@ -396,6 +407,7 @@ def do_validate(settings: _native.Settings, target: str | None) -> int:
     show_origins(settings)
     problems = _native.check_directories(settings, create=False)
     warn_nnf(settings)
+    report_mounts(settings)
     if target is not None:
         try:
             _native.is_fenced(settings, os.fsencode(target))

@@ -1,0 +1,143 @@
+//! Recent: the responses this agent's own journal names, looked up by name.
+//!
+//! Some network mounts cache a directory's listing longer than they cache a
+//! name (sshfs's `dir_cache`, an NFS client's directory cache up to
+//! `acdirmax`): right after a fence, a listing of the response directory can
+//! miss the new response while a lookup by its name finds it. `status` lists
+//! the directory, and also looks up by name the responses that the recent
+//! `completed` records of this log directory name for the target, so a node
+//! just fenced here is reported off at once.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::journal::DETAILED_LOG_NAME;
+use crate::protocol::{self, MAX_RESPONSE_BYTES};
+use crate::spool::{self, FileRead};
+
+/// How much of the end of the detailed log is read (recent records only).
+pub const TAIL_BYTES: u64 = 256 * 1024;
+
+/// The response files the last [`TAIL_BYTES`] of `log_dir`'s detailed log
+/// name in `completed` records for `target`, as paths in `response_dir`
+/// (a record naming another directory, or a name that is not a request id's,
+/// is ignored). Nothing when the log cannot be read.
+pub fn named_responses(log_dir: &Path, response_dir: &Path, target: &str) -> Vec<PathBuf> {
+    let mut text = Vec::new();
+    let read = File::open(log_dir.join(DETAILED_LOG_NAME)).and_then(|mut f| {
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))?;
+        f.take(TAIL_BYTES).read_to_end(&mut text)
+    });
+    if read.is_err() {
+        return Vec::new();
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let Ok(Value::Object(rec)) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        let field = |k: &str| rec.get(k).and_then(Value::as_str);
+        if field("status") != Some("completed") || field("target_node") != Some(target) {
+            continue;
+        }
+        let Some(file) = field("response_file").map(Path::new) else {
+            continue;
+        };
+        let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+            continue;
+        };
+        let is_id = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok());
+        if parent != response_dir || !is_id {
+            continue;
+        }
+        let path = response_dir.join(name);
+        if !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Whether `path` (read by name) is a successful response for `target`.
+pub fn is_fenced_record(path: &Path, target: &str) -> bool {
+    let Ok(FileRead::Bytes(bytes)) = spool::read_regular(path, MAX_RESPONSE_BYTES) else {
+        return false;
+    };
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) else {
+        return false;
+    };
+    protocol::is_success(&obj) && obj.get("target_node").and_then(Value::as_str) == Some(target)
+}
+
+/// Whether a response this log directory's recent records name for `target`
+/// is, looked up by name, still a successful response for it.
+pub fn fenced_by_name(log_dir: &Path, response_dir: &Path, target: &str) -> bool {
+    named_responses(log_dir, response_dir, target)
+        .iter()
+        .any(|p| is_fenced_record(p, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::testdir::TempDir;
+    use std::fs;
+
+    fn record(status: &str, target: &str, file: &Path) -> String {
+        serde_json::json!({
+            "status": status,
+            "target_node": target,
+            "response_file": file.display().to_string(),
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn completed_records_for_the_target_are_looked_up_by_name() {
+        let d = TempDir::new("recent");
+        let (log, resp) = (d.path().join("log"), d.path().join("resp"));
+        fs::create_dir_all(&log).unwrap();
+        fs::create_dir_all(&resp).unwrap();
+        let id = uuid::Uuid::new_v4();
+        let ours = resp.join(format!("{id}.json"));
+        let elsewhere = d.path().join(format!("{id}.json"));
+        let lines = [
+            record("completed", "n3", &ours),
+            record("completed", "n3", &ours),
+            record(
+                "completed",
+                "n4",
+                &resp.join(format!("{}.json", uuid::Uuid::new_v4())),
+            ),
+            record(
+                "timeout",
+                "n3",
+                &resp.join(format!("{}.json", uuid::Uuid::new_v4())),
+            ),
+            record("completed", "n3", &elsewhere),
+            record("completed", "n3", &resp.join("notes.json")),
+            "{half a line".into(),
+        ];
+        fs::write(log.join(DETAILED_LOG_NAME), lines.join("\n") + "\n").unwrap();
+        assert_eq!(named_responses(&log, &resp, "n3"), vec![ours.clone()]);
+
+        // Not there (yet or any more): not fenced.
+        assert!(!fenced_by_name(&log, &resp, "n3"));
+        fs::write(&ours, r#"{"target_node":"n3","success":true}"#).unwrap();
+        assert!(fenced_by_name(&log, &resp, "n3"));
+        assert!(!fenced_by_name(&log, &resp, "n4"));
+        fs::write(&ours, r#"{"target_node":"n3","success":false}"#).unwrap();
+        assert!(!fenced_by_name(&log, &resp, "n3"));
+        fs::write(&ours, r#"{"target_node":"n4","success":true}"#).unwrap();
+        assert!(!fenced_by_name(&log, &resp, "n3"));
+        // No log at all: nothing named.
+        assert!(named_responses(&d.path().join("none"), &resp, "n3").is_empty());
+    }
+}
