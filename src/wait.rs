@@ -21,7 +21,7 @@
 //! caller has withdrawn the request.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::OpenOptions;
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -150,11 +150,21 @@ pub enum WaitOutcome {
     },
 }
 
-/// Whether the request file is still there. It is opened, not `stat`ed: an
-/// NFS client revalidates a name it opens (close-to-open), so a request
-/// another host deleted is seen gone at once. Only "no such file" counts as
+/// Whether the request file is still there. Only "no such file" counts as
 /// gone; any other error leaves the request present.
-pub fn request_present(path: &Path) -> bool {
+///
+/// On a network file system (`by_open`) it is opened, not `stat`ed: an NFS
+/// client revalidates a name it opens (close-to-open), so a request another
+/// host deleted is seen gone at once. On a local file system a `stat` is
+/// exact, and it raises no open event: the exchange watches the request for
+/// opens by the storage side, and its own probes must not look like one.
+pub fn request_present(path: &Path, by_open: bool) -> bool {
+    if !by_open {
+        return match fs::symlink_metadata(path) {
+            Ok(_) => true,
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        };
+    }
     match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -212,9 +222,12 @@ pub fn wait_for_response(
     let mut may_look = false;
     let mut check_now = true;
     let mut next_poll = Instant::now() + poll_interval;
+    let probe_by_open = request_path
+        .parent()
+        .is_some_and(|dir| spool::remote_file_system(dir).is_some());
     loop {
         if check_now {
-            if !request_gone && !request_present(request_path) {
+            if !request_gone && !request_present(request_path, probe_by_open) {
                 request_gone = true;
                 may_look = true;
             }
@@ -507,16 +520,18 @@ mod tests {
     #[test]
     fn only_a_missing_request_counts_as_gone() {
         let d = TempDir::new("wait");
-        assert!(!request_present(&d.path().join("none")));
-        fs::write(d.path().join("r"), "{}").unwrap();
-        assert!(request_present(&d.path().join("r")));
-        // A FIFO planted there is opened without blocking, and is not "gone".
         let fifo = d.path().join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(request_present(&fifo));
         std::os::unix::fs::symlink(d.path().join("none"), d.path().join("link")).unwrap();
-        assert!(request_present(&d.path().join("link")));
+        fs::write(d.path().join("r"), "{}").unwrap();
+        for by_open in [false, true] {
+            assert!(!request_present(&d.path().join("none"), by_open));
+            assert!(request_present(&d.path().join("r"), by_open));
+            // A FIFO planted there is probed without blocking, and is not "gone".
+            assert!(request_present(&fifo, by_open));
+            assert!(request_present(&d.path().join("link"), by_open));
+        }
     }
 
     #[test]
