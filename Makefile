@@ -7,7 +7,7 @@ PYO3_PYTHON ?= $(shell command -v python3)
 export PYO3_PYTHON
 export LD_LIBRARY_PATH := $(shell $(PYO3_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: setup demo test lint rust-test py-test cluster-test install bench fmt
+.PHONY: setup demo test lint rust-test py-test cluster-test field-cluster two-rabbits install bench fmt
 
 setup:
 	VENV=$(VENV) bash scripts/setup.sh
@@ -32,6 +32,14 @@ rust-test:
 
 py-test:
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+## field-cluster: the multi-node cluster cases alone (root; also part of py-test)
+field-cluster: setup
+	$(PY) -m pytest -ra tests/test_field_cluster.py $(PYTEST_ARGS)
+
+## two-rabbits: a compute fenced only when both of its rabbits detached it (root)
+two-rabbits: setup
+	$(PY) -m pytest -ra -m two_rabbits tests/test_field_two_rabbits.py $(PYTEST_ARGS)
 
 fmt:
 	cargo fmt

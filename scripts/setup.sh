@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 APT_PACKAGES=(fence-agents libxml2-utils xsltproc pacemaker pacemaker-cli-utils corosync
-              logrotate hyperfine python3-venv procps faketime)
+              logrotate hyperfine python3-venv procps faketime pcs iproute2)
 PY_PACKAGES=(maturin pytest pytest-timeout ruff mypy pexpect pycurl)
 
 log() { printf '[setup] %s\n' "$*"; }
