@@ -130,6 +130,9 @@ pub fn unfence(
     }
     let records = match fenced_records(&settings.response_dir, Some(target)) {
         Ok(r) => r,
+        // No response directory holds no fenced record: a node whose storage
+        // side is elsewhere (the rabbit, unfenced from a compute) is unfenced.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return fail(e.to_string()),
     };
     if records.is_empty() {

@@ -196,3 +196,13 @@ def test_default_fence_timeout_fits_pacemakers_default_deadline_with_its_retry()
     # ...and a first wait that times out comes early enough to be retried
     # (the fencer retries only failures before 70 % of the timeout).
     assert s.fence_timeout + startup < 0.7 * 60
+
+
+def test_on_without_a_response_directory_has_nothing_to_remove(dirs: Dirs) -> None:
+    """A compute unfences the rabbit with a device whose directories exist only
+    on the rabbit: there is no record to remove, so on succeeds."""
+    dirs.resp.rmdir()
+    r = run_agent(stdin=dirs.stdin(action="on", port="rabbit-node-1", nodename="rabbit-node-1"))
+    assert r.returncode == 0, r.stderr
+    assert [x["status"] for x in dirs.jsonl()] == ["already_unfenced"]
+    assert not dirs.resp.exists()

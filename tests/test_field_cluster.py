@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from field_cluster import (
     FieldCluster,
+    commands_of,
     now,
     poll,
     readme_block,
@@ -46,6 +47,7 @@ C1, C2, C3 = "compute-node-1", "compute-node-2", "compute-node-3"
 NODES = [(RABBIT, 1, 2), (C1, 11, 1), (C2, 12, 1), (C3, 13, 1)]
 DEVICE = "gfs2-fence"
 MAP_DEVICE = "gfs2-fence-map"
+UNFENCE_RABBIT = "gfs2-unfence-rabbit"
 C3_STORAGE = "nnf-compute-3"  # compute-node-3's name on the storage side
 README_HEADING = "## Deploying on an NNF cluster"
 
@@ -233,7 +235,7 @@ def test_readme_block_runs_the_device_on_the_rabbit_and_unfences_every_node(
     c = field
     block = readme_block(README_HEADING)
     assert "pcs stonith create gfs2-fence fence_gfs2_recorder" in block
-    assert len(c.applied) == 5, c.applied
+    assert len(c.applied) == len(commands_of(block)) == 8, c.applied
     assert c.resource_nodes(RABBIT, DEVICE) == [RABBIT]
     assert c.resource_nodes(RABBIT, MAP_DEVICE) == [RABBIT]
     # Pacemaker unfenced every node through the agent, the rabbit included.
@@ -241,11 +243,17 @@ def test_readme_block_runs_the_device_on_the_rabbit_and_unfences_every_node(
         events = [e for e in c.history(RABBIT, node) if e.get("action") == "on"]
         assert any(e.get("status") == "success" for e in events), (node, events)
     ons = {x["target_node"] for x in rabbit_journal(c) if x["action"] == "on"}
-    assert {RABBIT, C1, C2, C3_STORAGE} <= ons, ons
+    assert {C1, C2, C3_STORAGE} <= ons, ons
     assert C3 not in ons, "the map device acted on the cluster name"
-    # Only the rabbit has the agent's journal: the device never ran elsewhere.
+    # Elsewhere the agent only ever unfenced the rabbit (gfs2-unfence-rabbit),
+    # which has no record there.
+    seen = set()
     for node in (C1, C2, C3):
-        assert c.nodes[node].journal() == [], node
+        elsewhere = {(x["action"], x["target_node"], x["status"]) for x in c.nodes[node].journal()}
+        assert elsewhere <= {("on", RABBIT, "already_unfenced")}, (node, elsewhere)
+        seen |= elsewhere
+    assert seen, "the rabbit was never unfenced from a compute node"
+    assert c.resource_nodes(RABBIT, UNFENCE_RABBIT) not in (None, [RABBIT])
 
 
 def test_killed_compute_is_fenced_then_unfenced_when_it_rejoins(field: FieldCluster) -> None:
