@@ -492,7 +492,10 @@ class FieldCluster:
         return self.run_in(via, "crm_mon", "-1", "-rf", timeout=30).stdout
 
     def history(self, via: str, target: str) -> list[dict[str, str]]:
-        r = self.run_in(via, "stonith_admin", "--history", target, "--output-as=xml", timeout=30)
+        # --verbose: without it stonith_admin shows only the latest event per action.
+        r = self.run_in(
+            via, "stonith_admin", "--history", target, "--verbose", "--output-as=xml", timeout=30
+        )
         try:
             doc = ET.fromstring(r.stdout)
         except ET.ParseError:
@@ -500,10 +503,14 @@ class FieldCluster:
         return [dict(e.attrib) for e in doc.iter("fence_event")]
 
     def fenced_count(self, via: str, target: str, status: str = "success") -> int:
-        return sum(
-            1 for e in self.history(via, target)
-            if e.get("status") == status and e.get("action") in ("reboot", "off")
-        )  # fmt: skip
+        """Distinct off/reboot events of that status for target in the history."""
+        return len(
+            {
+                (e.get("action"), e.get("completed"), e.get("delegate"))
+                for e in self.history(via, target)
+                if e.get("status") == status and e.get("action") in ("reboot", "off")
+            }
+        )
 
     def pcmk_log(self, node: str) -> str:
         p = self.nodes[node].dir / "var-log" / "pacemaker" / "pacemaker.log"
@@ -673,8 +680,8 @@ class FieldCluster:
 
     # ---------------------------------------------------------------- report
 
-    def timing(self, what: str, seconds: float) -> None:
-        self.timings.append(f"{what}: {seconds:.1f} s")
+    def timing(self, what: str, seconds: float, digits: int = 1) -> None:
+        self.timings.append(f"{what}: {seconds:.{digits}f} s")
 
 
 def ns_pids(ns: str) -> list[int]:

@@ -53,8 +53,11 @@ README_HEADING = "## Deploying on an NNF cluster"
 
 # The test bed's fourth node, which the README's cluster does not have: a
 # device that maps its cluster name to its storage name, kept on the rabbit.
+# And no throttling: on this shared machine the load is high, and the DC then
+# runs one action at a time whatever concurrent-fencing says.
 C3_CONFIG = f"""
 pcs constraint location {DEVICE} avoids {C3}
+pcs property set load-threshold=10000%
 pcs stonith create {MAP_DEVICE} fence_gfs2_recorder pcmk_host_map="{C3}:{C3_STORAGE}" \\
     pcmk_action_limit=-1 op monitor interval=60s timeout=20s meta provides=unfencing --disabled
 pcs constraint location {MAP_DEVICE} avoids {C1} {C2} {C3}
@@ -264,7 +267,7 @@ def test_killed_compute_is_fenced_then_unfenced_when_it_rejoins(field: FieldClus
     took = wait_fenced(c, [C1], t, timeout=90)[C1]
     share = agent_share(c, C1, mark)
     c.timing(f"kill -9 corosync of {C1} -> fence confirmed", took)
-    c.timing(f"  of which the agent's exchange (request -> answer) ms={share:.0f}", share / 1000)
+    c.timing("  of which the agent's exchange (request -> answer)", share / 1000, 3)
     assert c.nodes[RABBIT].responses_for(C1), "no kept success response for the fenced node"
     poll(f"{C1} offline and clean", lambda: c.offline_clean(RABBIT, C1), timeout=60)
     c.timing(
@@ -281,7 +284,7 @@ def test_compute_losing_its_link_is_fenced(field: FieldCluster) -> None:
     took = wait_fenced(c, [C2], t, timeout=90)[C2]
     share = agent_share(c, C2, mark)
     c.timing(f"link of {C2} down -> fence confirmed", took)
-    c.timing(f"  of which the agent's exchange ms={share:.0f}", share / 1000)
+    c.timing("  of which the agent's exchange", share / 1000, 3)
     # Cut off alone, it has no quorum and cannot fence back.
     q = c.run_in(C2, "corosync-quorumtool", "-s", timeout=15).stdout
     assert re.search(r"Quorate:\s+No", q), q
@@ -303,10 +306,7 @@ def test_two_computes_failing_at_once_are_fenced_in_parallel(field: FieldCluster
         c.timing(f"two at once ({C1}, {C2}; answers take {delay:.0f} s) -> both confirmed", both)
         c.timing("  between the two confirmations", abs(seen[C1] - seen[C2]))
         shares = [agent_share(c, n, mark) for n in (C1, C2)]
-        c.timing(
-            f"  of which the agents' exchanges ms={shares[0]:.0f},{shares[1]:.0f}",
-            max(shares) / 1000,
-        )
+        c.timing("  of which the agents' exchanges (longest)", max(shares) / 1000, 3)
         # concurrent-fencing=true and pcmk_action_limit=-1: both agents wait
         # for their answers at the same time.
         assert abs(seen[C1] - seen[C2]) < delay - 1, seen
