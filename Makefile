@@ -37,7 +37,7 @@ py-test:
 field-cluster: setup
 	$(PY) -m pytest -ra tests/test_field_cluster.py $(PYTEST_ARGS)
 
-## two-rabbits: a compute fenced only when both of its rabbits detached it (root)
+## two-rabbits: a compute fenced only when both of its rabbits detached it (root; also part of py-test)
 two-rabbits: setup
 	$(PY) -m pytest -ra -m two_rabbits tests/test_field_two_rabbits.py $(PYTEST_ARGS)
 
