@@ -7,7 +7,7 @@ PYO3_PYTHON ?= $(shell command -v python3)
 export PYO3_PYTHON
 export LD_LIBRARY_PATH := $(shell $(PYO3_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test install bench fmt
+.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits install bench fmt
 .DEFAULT_GOAL := help
 
 ## help: list the targets (the default: a bare make runs nothing else)
@@ -52,6 +52,15 @@ py-test:
 ## model-check: the Spin model of the protocol (docs/MODEL.md); 8 to 30 s
 model-check:
 	bash scripts/model-check.sh
+
+
+## field-cluster: the multi-node cluster cases alone (root; also part of py-test)
+field-cluster: setup
+	$(PY) -m pytest -ra tests/test_field_cluster.py $(PYTEST_ARGS)
+
+## two-rabbits: a compute fenced only when both of its rabbits detached it (root; also part of py-test)
+two-rabbits: setup
+	$(PY) -m pytest -ra -m two_rabbits tests/test_field_two_rabbits.py $(PYTEST_ARGS)
 
 ## fmt: rustfmt and ruff fix what lint checks
 fmt:

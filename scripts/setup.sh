@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 APT_PACKAGES=(fence-agents libxml2-utils xsltproc pacemaker pacemaker-cli-utils corosync
               logrotate hyperfine python3-venv procps faketime spin gcc jq sudo
-              golang-go bindfs fuse3 sshfs openssh-sftp-server)
+              golang-go bindfs fuse3 sshfs openssh-sftp-server pcs iproute2)
 PY_PACKAGES=(maturin pytest pytest-timeout ruff mypy pexpect pycurl)
 
 log() { printf '[setup] %s\n' "$*"; }

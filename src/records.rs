@@ -174,6 +174,10 @@ pub fn unfence(
     let leftovers = loop {
         let entries = match nnf_view::scan_responses(&settings.response_dir, HEAD_CAP) {
             Ok(e) => e,
+            // No response directory holds no fenced record: a node whose
+            // storage side is elsewhere (the rabbit, unfenced from a compute)
+            // is unfenced.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return fail(&notes, e.to_string()),
         };
         let mine = counted_for(&entries, target);

@@ -17,7 +17,10 @@ pub const DEFAULT_REQUEST_DIR: &str = "/localdisk/fence-recorder/requests";
 pub const DEFAULT_RESPONSE_DIR: &str = "/localdisk/fence-recorder/responses";
 pub const DEFAULT_LOG_DIR: &str = "/var/log/gfs2-fencing";
 pub const MAIN_LOG_NAME: &str = "fence-events.log";
-pub const DEFAULT_FENCE_TIMEOUT_SECS: f64 = 60.0;
+/// Pacemaker's default action timeout is 60 s, and it retries a failed
+/// action once, a second later, with what is left of those 60 s: two waits
+/// of 25 s plus start-up and that second end before its SIGKILL.
+pub const DEFAULT_FENCE_TIMEOUT_SECS: f64 = 25.0;
 pub const DEFAULT_POLL_INTERVAL_SECS: f64 = 0.5;
 pub const DEFAULT_DISCOVERY_TIMEOUT_SECS: f64 = 5.0;
 pub const DEFAULT_LOG_MODE: u32 = 0o600;
@@ -449,7 +452,7 @@ mod tests {
             s.main_log,
             PathBuf::from(DEFAULT_LOG_DIR).join(MAIN_LOG_NAME)
         );
-        assert_eq!(s.fence_timeout, Duration::from_secs(60));
+        assert_eq!(s.fence_timeout, Duration::from_secs(25));
         assert_eq!(s.poll_interval, Duration::from_millis(500));
         assert!(!s.force_poll);
         assert_eq!(s.log_mode, 0o600);

@@ -11,12 +11,16 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import io
 import logging
 import os
 import signal
 import sys
+import time
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from . import victim
 
 if TYPE_CHECKING:
     from . import _native
@@ -66,9 +70,11 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "getopt": ":",
         "longopt": "fence-timeout",
         "help": "--fence-timeout=[seconds]      Seconds to wait for the answer",
-        "shortdesc": "Seconds to wait for the answer before reporting failure "
-        "(default 60, or env FENCE_TIMEOUT). Keep it below pcmk_reboot_timeout, "
-        "pcmk_off_timeout and stonith-timeout: Pacemaker kills the agent at its deadline",
+        "shortdesc": "Seconds to wait for the answer before reporting failure, delay "
+        "included (default 25, or env FENCE_TIMEOUT). Pacemaker kills the agent at the "
+        "action timeout (default 60 s) and retries a failure once within it: keep twice "
+        "fence_timeout plus 5 s below pcmk_reboot_timeout, pcmk_off_timeout and "
+        "stonith-timeout",
         "required": "0",
         "order": 13,
     },
@@ -420,8 +426,68 @@ def do_validate(settings: _native.Settings, target: str | None) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+DELAY_DOC = (
+    "Seconds to wait before the request is sent, counted within fence_timeout "
+    "(at most fence_timeout minus 1); prefer pcmk_delay_base, which Pacemaker adds "
+    "to its own deadline"
+)
+MIN_WAIT_AFTER_DELAY = 1.0  # seconds: the shortest fence_timeout the engine takes
+
+
+def show_docs(fencing: ModuleType, options: dict[str, Any]) -> NoReturn:
+    """fencing.py's metadata, with on marked automatic, as fence_scsi's is.
+
+    Storage fencing is undone by unfencing when the node rejoins (Pacemaker
+    then also leaves these devices out of the on phase of a multi-device
+    reboot), but fencing.py only says so for agents without a reboot action.
+    """
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            fencing.show_docs(options, DOCS)
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise
+    text = out.getvalue()
+    on_manual = '<action name="on" automatic="0"/>'
+    if text.count(on_manual) == 1:
+        text = text.replace(on_manual, '<action name="on" automatic="1"/>')
+    sys.stdout.write(text)
+    sys.exit(EXIT_OK)
+
+
+def run_delay(
+    options: dict[str, Any], settings: _native.Settings, started: float
+) -> _native.Settings:
+    """Sleeps `delay`, then returns the settings with what is left of fence_timeout.
+
+    The delay is part of fence_timeout, so the agent's whole run stays below
+    Pacemaker's deadline however long the delay is.
+    """
+    raw = str(options.get("--delay", "0") or "0")
+    try:
+        delay = float(raw)
+    except ValueError:
+        _fail(f"delay: expected a number of seconds, got {one_line(raw)!r}")
+    if not delay > 0:
+        if delay == 0:
+            return settings
+        _fail(f"delay: expected a number of seconds >= 0, got {one_line(raw)!r}")
+    if delay > settings.fence_timeout - MIN_WAIT_AFTER_DELAY:
+        _fail(
+            f"delay {delay:g} s leaves less than {MIN_WAIT_AFTER_DELAY:g} s of fence_timeout "
+            f"{settings.fence_timeout:g} s: the delay is spent within fence_timeout"
+        )
+    logging.info("Delay %g second(s) before sending the request", delay)
+    time.sleep(delay)
+    left = settings.fence_timeout - (time.monotonic() - started)
+    options["--" + OWN_OPTIONS["fence_timeout"]["longopt"]] = f"{max(left, 1.0):.3f}"
+    return resolve_settings(options)
+
+
 def run() -> int:
     """Parses the options as every fence agent does, then runs the action."""
+    started = time.monotonic()
     sys.argv[0] = AGENT_NAME
     fencing = load_fencing()
     fencing.all_opt.update(OWN_OPTIONS)
@@ -429,6 +495,7 @@ def run() -> int:
         "-n, --plug=[nodename]          Name of the compute node to fence"
     )
     fencing.all_opt["port"]["shortdesc"] = "Name of the compute node to fence"
+    fencing.all_opt["delay"]["shortdesc"] = DELAY_DOC
     device_opt = list(DEVICE_OPT)
     raw = fencing.process_input(device_opt)
     use_hostname(raw)
@@ -440,6 +507,8 @@ def run() -> int:
     # fence only the nodes they name (dynamic-list). Without them it asks
     # status, which answers for any node, so the device serves every node.
     options["device_opt"] = [o for o in options["device_opt"] if o != "separator"]
+    if options["--action"] in ("metadata", "manpage"):
+        show_docs(fencing, options)
     fencing.show_docs(options, DOCS)
 
     action = options["--action"]
@@ -452,12 +521,17 @@ def run() -> int:
     if action in ("list", "list-status"):
         return do_list(settings, with_status=action == "list-status")
     assert target is not None  # fencing.py requires --plug for the other actions
+    refusal = victim.check_victim(options.get("--nodename"), target)
+    if refusal is None and action not in ("status", "on") and victim.is_own_host(target):
+        refusal = f"{target!r} is this host: its storage side cannot detach the host it runs on"
+    if refusal is not None:
+        logging.error("Failed: %s", one_line(refusal))
+        return EXIT_FAILED
     if action == "status":
         return do_status(settings, target)
     if action == "on":
         return do_unfence(settings, target)
-    fencing.run_delay(options)
-    return do_fence(options, settings)
+    return do_fence(options, run_delay(options, settings, started))
 
 
 def main() -> NoReturn:
