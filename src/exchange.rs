@@ -321,10 +321,7 @@ pub fn fence(
         target: shown_target.clone(),
         request_id: None,
     };
-    let target = match std::str::from_utf8(call.target)
-        .map_err(|_| "the target node name is not valid UTF-8".to_string())
-        .and_then(|t| protocol::validate_target(t).map(|()| t))
-    {
+    let target = match protocol::target_name(call.target) {
         Ok(t) => t,
         Err(why) => {
             let detail = format!("refused target {shown_target:?}: {why}");

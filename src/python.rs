@@ -369,10 +369,9 @@ fn run_responder(
 }
 
 fn target_text(target: &[u8]) -> PyResult<String> {
-    let t = std::str::from_utf8(target)
-        .map_err(|_| PyValueError::new_err("the target node name is not valid UTF-8"))?;
-    protocol::validate_target(t).map_err(PyValueError::new_err)?;
-    Ok(t.to_string())
+    protocol::target_name(target)
+        .map(str::to_string)
+        .map_err(PyValueError::new_err)
 }
 
 /// True while nnf-sos counts `target` fenced (a response it reads as a

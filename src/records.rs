@@ -156,10 +156,7 @@ pub fn unfence(
         journal.record(&event(EventStatus::Failed, all.join("; ")));
         UnfenceOutcome::Failed(detail)
     };
-    let valid = std::str::from_utf8(raw_target)
-        .map_err(|_| "the target node name is not valid UTF-8".to_string())
-        .and_then(protocol::validate_target);
-    if let Err(why) = valid {
+    if let Err(why) = protocol::target_name(raw_target) {
         return fail(&notes, format!("refused target {target:?}: {why}"));
     }
     match withdraw_requests(&settings.request_dir, target) {
