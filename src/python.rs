@@ -306,7 +306,7 @@ fn mount_report(py: Python<'_>, settings: &PySettings) -> Vec<(String, Option<St
 #[pyfunction]
 fn clean_stale(py: Python<'_>, settings: &PySettings) -> Vec<String> {
     let s = settings.inner.clone();
-    py.detach(move || health::remove_leftovers(&s, &journal_for(&s)))
+    py.detach(move || journal::with_main_log(&journal_for(&s), || health::remove_leftovers(&s)))
 }
 
 /// Runs the stand-in responder until a Python signal handler raises or
