@@ -2,7 +2,11 @@
 //!
 //! Validate the target, start GFS2 discovery beside everything else, arm the
 //! response watch, publish the request, record `initiated`, wait, withdraw an
-//! unanswered request, and record exactly one final event.
+//! unanswered request, and record exactly one final event. `fence` is those
+//! steps in order: `publish` (watch, then request), `await_answer` (wait,
+//! withdraw, last look), `Gfs2::judge` (discovery's word on a nothing-found
+//! answer) and `conclude`, whose `Ending` is the only final record, written
+//! by `EventBase::close`.
 //!
 //! A success answer that says nothing was found ([`NOTHING_FOUND`], nnf-sos's
 //! in-place path: it found no GFS2 NnfNodeBlockStorage of the node in its own
@@ -138,6 +142,21 @@ struct Gfs2 {
 }
 
 impl Gfs2 {
+    /// Starts discovery of `target`'s GFS2 storage beside the fence.
+    fn start(settings: &Settings, target: &str) -> Self {
+        Gfs2 {
+            discovery: Discovery::start(
+                settings.kubectl_path.as_deref(),
+                settings.discovery_timeout,
+                target,
+            ),
+            target: target.to_string(),
+            found: None,
+            names: Vec::new(),
+            logged: false,
+        }
+    }
+
     /// Logs the result once when it arrives; returns the names known so far.
     fn check(&mut self) -> &[String] {
         if !self.logged {
@@ -175,6 +194,27 @@ impl Gfs2 {
                 .wait((deadline - now).min(INTERRUPT_CHECK_EVERY));
             self.check();
         }
+    }
+
+    /// What discovery says about an answer that says nothing was found
+    /// (None for any other ending); such an answer waits for discovery,
+    /// never past `deadline`.
+    fn judge(
+        &mut self,
+        ended: &WaitOutcome,
+        recorder: &str,
+        deadline: Instant,
+        interrupted: &mut impl FnMut() -> Option<String>,
+    ) -> Option<Verdict> {
+        let nothing_found = matches!(ended, WaitOutcome::Answered { answer, .. }
+            if answer.success && answer.message.trim() == NOTHING_FOUND);
+        if nothing_found {
+            // Only discovery can tell whether nothing was really there:
+            // worth waiting for, within the fence's own deadline.
+            self.settle(deadline, interrupted);
+        }
+        self.finish();
+        nothing_found.then(|| judge_nothing_found(&self.target, recorder, self.found.as_ref()))
     }
 
     /// The names for the final record; says so once if discovery is still
@@ -311,47 +351,75 @@ pub fn fence(
 ) -> FenceOutcome {
     let started = Instant::now();
     let deadline = started + settings.fence_timeout;
-    let shown_target = lossless_text(call.target);
+    let mut base = EventBase::new(call);
     info!(
-        "Fence action requested: {} for target: {shown_target}",
-        call.action
+        "Fence action requested: {} for target: {}",
+        call.action, base.target
     );
-    let mut base = EventBase {
-        call,
-        target: shown_target.clone(),
-        request_id: None,
-    };
-    let target = match std::str::from_utf8(call.target)
-        .map_err(|_| "the target node name is not valid UTF-8".to_string())
-        .and_then(|t| protocol::validate_target(t).map(|()| t))
-    {
+    let target = match protocol::target_name(call.target) {
         Ok(t) => t,
-        Err(why) => {
-            let detail = format!("refused target {shown_target:?}: {why}");
-            error!("{detail}");
-            journal.record(&base.event(EventStatus::Failed, detail.clone(), &[]));
-            return FenceOutcome::Refused { detail };
-        }
+        Err(why) => return base.close(journal, Ending::refused(&base.target, &why)),
     };
 
-    let mut gfs2 = Gfs2 {
-        discovery: Discovery::start(
-            settings.kubectl_path.as_deref(),
-            settings.discovery_timeout,
-            target,
-        ),
-        target: target.to_string(),
-        found: None,
-        names: Vec::new(),
-        logged: false,
-    };
+    let mut gfs2 = Gfs2::start(settings, target);
     let request = Request::new(call.action, target, call.recorder_node);
     base.request_id = Some(request.request_id.clone());
-    let name = request.file_name();
+    let (watch, mut sent) = match publish(settings, &request) {
+        Ok(published) => published,
+        Err(problem) => return base.close(journal, Ending::not_sent(&problem, &mut gfs2)),
+    };
+    let initiated = format!(
+        "Fence action {} initiated by Pacemaker{}",
+        call.action, sent.note
+    );
+    journal.record(&base.event(EventStatus::Initiated, initiated, gfs2.check()));
 
+    let check = || {
+        gfs2.check();
+        interrupted()
+    };
+    let ended = await_answer(
+        settings,
+        watch,
+        &mut sent,
+        &request,
+        (started, deadline),
+        check,
+    );
+    let verdict = gfs2.judge(&ended, call.recorder_node, deadline, &mut interrupted);
+    let ending = conclude(
+        settings,
+        request.request_id,
+        ended,
+        verdict,
+        &sent,
+        gfs2.finish(),
+    );
+    let outcome = base.close(journal, ending);
+    // Only now may monitor see the request (if it is still there) as a leftover.
+    drop(sent);
+    outcome
+}
+
+/// A published request and what the records say about its publication and
+/// its withdrawal. Its file is held (open and locked) until the fence is
+/// over: it marks the request as owned by a running agent, and watches for
+/// opens by the storage side.
+struct Sent {
+    published: Published,
+    /// Set when the request is out but its directory could not be synced.
+    note: String,
+    /// Set when an unanswered request was withdrawn.
+    withdrawal: String,
+}
+
+/// Arms the response watch (before the request is out, so no answer can
+/// come unseen) and publishes the request; or says why nothing was sent.
+fn publish(settings: &Settings, request: &Request) -> Result<(DirWatch, Sent), String> {
     if let Some(problem) = health::directory_problem(&settings.response_dir, false) {
-        return publish_failed(journal, &base, &mut gfs2, problem);
+        return Err(problem);
     }
+    let name = request.file_name();
     let wanted = name.clone();
     let watch = DirWatch::arm(&settings.response_dir, settings.force_poll, move |n| {
         n == wanted.as_str()
@@ -362,83 +430,173 @@ pub fn fence(
             settings.poll_interval.as_secs_f64()
         );
     }
-    // Held (open and locked) until the fence is over: it marks the request
-    // as owned by a running agent, and watches for opens by the storage side.
-    let mut published = match spool::publish(
+    let published = spool::publish(
         &settings.request_dir,
         &name,
         &request.to_json(),
         REQUEST_MODE,
-    ) {
-        Ok(p) => p,
-        Err(e) => return publish_failed(journal, &base, &mut gfs2, e.to_string()),
-    };
-    let request_path = published.path.clone();
+    )
+    .map_err(|e| e.to_string())?;
     info!(
         "Fence request written: {} (request_id {})",
-        request_path.display(),
+        published.path.display(),
         request.request_id
     );
     // After the rename the request is out, durable or not: the storage side
     // may act on it, so the agent waits for its answer (or withdraws it).
-    let note = published.sync_error.as_ref().map(|e| {
-        let note = format!(
-            "the request is published but syncing {} failed ({e}): it is out all the same, \
-             so the agent waits for its answer or withdraws it",
-            settings.request_dir.display()
-        );
-        warn!("{note}");
-        format!("; {note}")
-    });
-    let note = note.unwrap_or_default();
-    let names = gfs2.check().to_vec();
-    journal.record(&base.event(
-        EventStatus::Initiated,
-        format!("Fence action {} initiated by Pacemaker{note}", call.action),
-        &names,
-    ));
+    let note = match &published.sync_error {
+        Some(e) => {
+            let note = format!(
+                "the request is published but syncing {} failed ({e}): it is out all the same, \
+                 so the agent waits for its answer or withdraws it",
+                settings.request_dir.display()
+            );
+            warn!("{note}");
+            format!("; {note}")
+        }
+        None => String::new(),
+    };
+    let sent = Sent {
+        published,
+        note,
+        withdrawal: String::new(),
+    };
+    Ok((watch, sent))
+}
 
+/// Waits for the answer until the deadline, then withdraws an unanswered
+/// request (noted in `sent.withdrawal`).
+fn await_answer(
+    settings: &Settings,
+    watch: DirWatch,
+    sent: &mut Sent,
+    request: &Request,
+    (started, deadline): (Instant, Instant),
+    interrupted: impl FnMut() -> Option<String>,
+) -> WaitOutcome {
+    let name = request.file_name();
     let outcome = wait::wait_for_response(
         &watch,
         &name,
         &request.request_id,
-        &request_path,
+        &sent.published.path,
         started,
         deadline,
         settings.poll_interval,
-        || {
-            gfs2.check();
-            interrupted()
-        },
+        interrupted,
     );
     drop(watch);
-    // A timed-out request is withdrawn first, then the answer is looked for
-    // once more: it may have come at the last moment, or (on a network mount)
-    // not have been looked for while the request was there.
-    let mut withdrawal = None;
-    let outcome = match outcome {
+    match outcome {
+        // A timed-out request is withdrawn first, then the answer is looked
+        // for once more: it may have come at the last moment, or (on a
+        // network mount) not have been looked for while the request was there.
         WaitOutcome::TimedOut { .. } => {
-            let note = withdraw(&mut published);
+            sent.withdrawal = withdraw(&mut sent.published);
             let path = settings.response_dir.join(&name);
             let last = wait::look_after_deadline(outcome, &path, &request.request_id, started);
             if matches!(last, WaitOutcome::Answered { .. }) {
-                info!("Fence response found at the deadline{note}");
+                info!("Fence response found at the deadline{}", sent.withdrawal);
             }
-            withdrawal = Some(note);
             last
         }
-        other => other,
-    };
-    let nothing_found = matches!(&outcome, WaitOutcome::Answered { answer, .. }
-        if answer.success && answer.message.trim() == NOTHING_FOUND);
-    if nothing_found {
-        // Only discovery can tell whether nothing was really there: worth
-        // waiting for, within the fence's own deadline.
-        gfs2.settle(deadline, &mut interrupted);
+        WaitOutcome::Interrupted { .. } => {
+            sent.withdrawal = withdraw(&mut sent.published);
+            outcome
+        }
+        answered => answered,
     }
-    let names = gfs2.finish();
+}
 
-    let outcome = match outcome {
+/// A final outcome and what its record says beyond it.
+struct Ending {
+    status: EventStatus,
+    details: String,
+    action_performed: Option<String>,
+    gfs2: Vec<String>,
+    outcome: FenceOutcome,
+}
+
+impl Ending {
+    fn new(status: EventStatus, details: String, gfs2: Vec<String>, outcome: FenceOutcome) -> Self {
+        Ending {
+            status,
+            details,
+            action_performed: None,
+            gfs2,
+            outcome,
+        }
+    }
+
+    /// The target name is not acceptable (`shown` as received).
+    fn refused(shown: &str, why: &str) -> Self {
+        let detail = format!("refused target {shown:?}: {why}");
+        error!("{detail}");
+        let outcome = FenceOutcome::Refused {
+            detail: detail.clone(),
+        };
+        Self::new(EventStatus::Failed, detail, Vec::new(), outcome)
+    }
+
+    /// The request could not be published.
+    fn not_sent(problem: &str, gfs2: &mut Gfs2) -> Self {
+        let detail = format!("request not sent: {problem}");
+        error!("{detail}");
+        let outcome = FenceOutcome::Failed {
+            detail: detail.clone(),
+        };
+        Self::new(EventStatus::Failed, detail, gfs2.finish(), outcome)
+    }
+}
+
+impl<'a> EventBase<'a> {
+    fn new(call: &'a FenceCall<'a>) -> Self {
+        EventBase {
+            call,
+            target: lossless_text(call.target),
+            request_id: None,
+        }
+    }
+
+    /// Records the one final event of a fence and returns its outcome.
+    fn close(&self, journal: &Journal, end: Ending) -> FenceOutcome {
+        let mut ev = self.event(end.status, end.details, &end.gfs2);
+        ev.action_performed = end.action_performed;
+        match &end.outcome {
+            FenceOutcome::Answered {
+                elapsed,
+                response_path,
+                ..
+            }
+            | FenceOutcome::Contradicted {
+                elapsed,
+                response_path,
+                ..
+            } => {
+                ev.elapsed_ms = Some(elapsed.as_millis() as u64);
+                ev.response_file = Some(response_path.display().to_string());
+            }
+            FenceOutcome::TimedOut { elapsed, .. } | FenceOutcome::Interrupted { elapsed, .. } => {
+                ev.elapsed_ms = Some(elapsed.as_millis() as u64);
+            }
+            FenceOutcome::Refused { .. } | FenceOutcome::Failed { .. } => {}
+        }
+        journal.record(&ev);
+        end.outcome
+    }
+}
+
+/// How a published request ended: the answer (judged by `verdict` when it
+/// says nothing was found), the timeout or the interruption.
+fn conclude(
+    settings: &Settings,
+    request_id: String,
+    ended: WaitOutcome,
+    verdict: Option<Verdict>,
+    sent: &Sent,
+    gfs2: Vec<String>,
+) -> Ending {
+    let note = &sent.note;
+    match ended {
         WaitOutcome::Answered {
             answer,
             path,
@@ -454,8 +612,6 @@ pub fn fence(
             } else {
                 error!("Fence response received: failure: {shown}");
             }
-            let verdict = nothing_found
-                .then(|| judge_nothing_found(target, call.recorder_node, gfs2.found.as_ref()));
             let (status, message) = match &verdict {
                 None if answer.success => (EventStatus::Completed, answer.message.clone()),
                 None => (EventStatus::Failed, answer.message.clone()),
@@ -469,27 +625,27 @@ pub fn fence(
                     (EventStatus::Failed, message)
                 }
             };
-            let mut ev = base.event(status, format!("{message}{note}"), &names);
-            ev.action_performed = answer.action_performed.clone();
-            ev.elapsed_ms = Some(elapsed.as_millis() as u64);
-            ev.response_file = Some(path.display().to_string());
-            journal.record(&ev);
-            if matches!(verdict, Some(Verdict::Contradicted(_))) {
+            let details = format!("{message}{note}");
+            let outcome = if matches!(verdict, Some(Verdict::Contradicted(_))) {
                 FenceOutcome::Contradicted {
-                    request_id: request.request_id,
+                    request_id,
                     message,
                     response_path: path,
                     elapsed,
                 }
             } else {
                 FenceOutcome::Answered {
-                    request_id: request.request_id,
+                    request_id,
                     success: answer.success,
                     message,
-                    action_performed: answer.action_performed,
+                    action_performed: answer.action_performed.clone(),
                     response_path: path,
                     elapsed,
                 }
+            };
+            Ending {
+                action_performed: answer.action_performed,
+                ..Ending::new(status, details, gfs2, outcome)
             }
         }
         WaitOutcome::TimedOut {
@@ -507,50 +663,27 @@ pub fn fence(
             if request_gone {
                 detail.push_str("; the request disappeared during the wait");
             }
-            detail.push_str(&withdrawal.unwrap_or_default());
-            detail.push_str(&note);
+            detail.push_str(&sent.withdrawal);
+            detail.push_str(note);
             error!("Fence timed out: {detail}");
-            let mut ev = base.event(EventStatus::Timeout, detail.clone(), &names);
-            ev.elapsed_ms = Some(elapsed.as_millis() as u64);
-            journal.record(&ev);
-            FenceOutcome::TimedOut {
-                request_id: request.request_id,
+            let outcome = FenceOutcome::TimedOut {
+                request_id,
                 elapsed,
-                detail,
-            }
+                detail: detail.clone(),
+            };
+            Ending::new(EventStatus::Timeout, detail, gfs2, outcome)
         }
         WaitOutcome::Interrupted { elapsed, reason } => {
-            let detail = format!(
-                "wait interrupted ({reason}){}{note}",
-                withdraw(&mut published)
-            );
+            let detail = format!("wait interrupted ({reason}){}{note}", sent.withdrawal);
             error!("Fence interrupted: {detail}");
-            let mut ev = base.event(EventStatus::Interrupted, detail.clone(), &names);
-            ev.elapsed_ms = Some(elapsed.as_millis() as u64);
-            journal.record(&ev);
-            FenceOutcome::Interrupted {
-                request_id: request.request_id,
+            let outcome = FenceOutcome::Interrupted {
+                request_id,
                 elapsed,
-                reason: detail,
-            }
+                reason: detail.clone(),
+            };
+            Ending::new(EventStatus::Interrupted, detail, gfs2, outcome)
         }
-    };
-    // Only now may monitor see the request (if it is still there) as a leftover.
-    drop(published);
-    outcome
-}
-
-fn publish_failed(
-    journal: &Journal,
-    base: &EventBase<'_>,
-    gfs2: &mut Gfs2,
-    problem: String,
-) -> FenceOutcome {
-    let detail = format!("request not sent: {problem}");
-    error!("{detail}");
-    let names = gfs2.finish();
-    journal.record(&base.event(EventStatus::Failed, detail.clone(), &names));
-    FenceOutcome::Failed { detail }
+    }
 }
 
 /// Removes an unanswered request so a late responder cannot act on it after

@@ -7,7 +7,9 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::journal::{Journal, Level};
+use tracing::{error, info, warn};
+
+use crate::journal::Journal;
 use crate::mounts::{self, DirMount};
 use crate::settings::Settings;
 use crate::spool;
@@ -69,25 +71,19 @@ pub fn mount_report(s: &Settings) -> Vec<DirMount> {
 /// (older than `stale_age` and owned by no running agent, so never an attempt
 /// in flight, even after a clock step), saying so in the main log. Returns
 /// the problems met.
-pub fn remove_leftovers(s: &Settings, journal: &Journal) -> Vec<String> {
+pub fn remove_leftovers(s: &Settings) -> Vec<String> {
     let done = spool::clean_stale(&s.request_dir, s.stale_age);
     for p in &done.removed {
-        journal.log(
-            Level::Warning,
-            &format!("Removed stale request file {}", p.display()),
-        );
+        warn!("Removed stale request file {}", p.display());
     }
     for p in &done.owned {
-        journal.log(
-            Level::Info,
-            &format!(
-                "Left request file {}: older than stale_age by its time stamp, but a running agent owns it",
-                p.display()
-            ),
+        info!(
+            "Left request file {}: older than stale_age by its time stamp, but a running agent owns it",
+            p.display()
         );
     }
     for p in &done.problems {
-        journal.log(Level::Error, p);
+        error!("{p}");
     }
     done.problems
 }

@@ -14,6 +14,13 @@
 //! follows a fragment left by a short write (full disk) starts on a new line.
 //! A log that cannot be written is reported on stderr and to syslog, once per
 //! file, and never changes a fence's outcome.
+//!
+//! One route into the main log: the engine's modules write its lines with
+//! the `tracing` macros (`info!`, `warn!`, `error!`), and the binding runs
+//! each call that logs under [`with_main_log`], whose subscriber appends
+//! each event as one line. Outside it those events go nowhere. Nothing else
+//! writes the main log but the journal itself (the `Recorded fence event`
+//! line of each record).
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -142,8 +149,9 @@ impl Journal {
         self.log_dir.join(DETAILED_LOG_NAME)
     }
 
-    /// Appends one line to the main log.
-    pub fn log(&self, level: Level, message: &str) {
+    /// Appends one line to the main log: only for the journal's own line
+    /// of each record and for `MainLogSubscriber` (the one route in).
+    fn log(&self, level: Level, message: &str) {
         let line = format!(
             "[{}] [{}] {}\n",
             local_now(),

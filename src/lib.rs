@@ -5,6 +5,7 @@
 
 pub mod discovery;
 pub mod exchange;
+pub mod fenced;
 pub mod health;
 pub mod journal;
 pub mod mounts;
@@ -14,7 +15,6 @@ pub mod nnf_view;
 pub mod protocol;
 pub mod python;
 pub mod recent;
-pub mod records;
 pub mod responder;
 pub mod settings;
 pub mod spool;

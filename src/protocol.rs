@@ -178,6 +178,15 @@ fn answer_from(obj: &Map<String, Value>) -> ResponseAnswer {
     }
 }
 
+/// The target as received (bytes, maybe hostile) as an acceptable host
+/// name: valid UTF-8 and accepted by [`validate_target`]. The error says why.
+pub fn target_name(raw: &[u8]) -> Result<&str, String> {
+    let target = std::str::from_utf8(raw)
+        .map_err(|_| "the target node name is not valid UTF-8".to_string())?;
+    validate_target(target)?;
+    Ok(target)
+}
+
 /// Checks a fence target: a host name of letters, digits, `.`, `-`, `_`,
 /// 1 to 253 characters, not made only of dots. The error says why.
 pub fn validate_target(target: &str) -> Result<(), String> {
@@ -368,5 +377,11 @@ mod tests {
             assert!(validate_target(bad).is_err(), "{bad:?}");
         }
         assert!(validate_target(&"a".repeat(253)).is_ok());
+        assert_eq!(target_name(b"node-1.example"), Ok("node-1.example"));
+        assert_eq!(
+            target_name(b"n\xff1"),
+            Err("the target node name is not valid UTF-8".to_string())
+        );
+        assert!(target_name(b"n1/../x").unwrap_err().contains("'/'"));
     }
 }

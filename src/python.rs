@@ -11,12 +11,12 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::exchange::{self, FenceCall, FenceOutcome};
+use crate::fenced::{self, UnfenceOutcome};
 use crate::health;
 use crate::journal::{self, Journal};
 use crate::nnf_checks;
 use crate::protocol;
 use crate::recent;
-use crate::records::{self, UnfenceOutcome};
 use crate::responder::{self, Mode, ResponderConfig};
 use crate::settings::{self as engine_settings, SettingsInput};
 
@@ -306,7 +306,7 @@ fn mount_report(py: Python<'_>, settings: &PySettings) -> Vec<(String, Option<St
 #[pyfunction]
 fn clean_stale(py: Python<'_>, settings: &PySettings) -> Vec<String> {
     let s = settings.inner.clone();
-    py.detach(move || health::remove_leftovers(&s, &journal_for(&s)))
+    py.detach(move || journal::with_main_log(&journal_for(&s), || health::remove_leftovers(&s)))
 }
 
 /// Runs the stand-in responder until a Python signal handler raises or
@@ -369,10 +369,9 @@ fn run_responder(
 }
 
 fn target_text(target: &[u8]) -> PyResult<String> {
-    let t = std::str::from_utf8(target)
-        .map_err(|_| PyValueError::new_err("the target node name is not valid UTF-8"))?;
-    protocol::validate_target(t).map_err(PyValueError::new_err)?;
-    Ok(t.to_string())
+    protocol::target_name(target)
+        .map(str::to_string)
+        .map_err(PyValueError::new_err)
 }
 
 /// True while nnf-sos counts `target` fenced (a response it reads as a
@@ -386,7 +385,7 @@ fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult
     let log_dir = settings.inner.log_dir.clone();
     py.detach(move || {
         // A listing can lag behind a lookup by name on network mounts.
-        records::is_fenced(&dir, &target)
+        fenced::is_fenced(&dir, &target)
             .map(|fenced| fenced || recent::fenced_by_name(&log_dir, &dir, &target))
     })
     .map_err(|e| PyOSError::new_err(e.to_string()))
@@ -396,7 +395,7 @@ fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult
 #[pyfunction]
 fn fenced_targets(py: Python<'_>, settings: &PySettings) -> PyResult<Vec<String>> {
     let dir = settings.inner.response_dir.clone();
-    py.detach(move || records::fenced_targets(&dir))
+    py.detach(move || fenced::fenced_targets(&dir))
         .map_err(|e| PyOSError::new_err(e.to_string()))
 }
 
@@ -424,7 +423,7 @@ fn unfence(
         let journal = journal_for(&s);
         let recorder = recorder_node.unwrap_or_else(exchange::host_name);
         let outcome = journal::with_main_log(&journal, || {
-            records::unfence(&s, &journal, &target, &recorder)
+            fenced::unfence(&s, &journal, &target, &recorder)
         });
         match outcome {
             UnfenceOutcome::Removed(paths) => UnfenceResult {

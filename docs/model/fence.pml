@@ -364,7 +364,7 @@ end_idle:
 }
 
 /* ------------------------------------------------------------------ */
-/* `on` (unfence): src/records.rs unfence()                             */
+/* `on` (unfence): src/fenced.rs unfence()                              */
 
 inline unfence(i) {
     printf("MSC: Pacemaker runs `on`\n");

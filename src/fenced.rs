@@ -1,5 +1,7 @@
-//! Records: the successful responses kept in the response directory, which
-//! the NNF reconciler treats as "this node is fenced" until they are removed.
+//! Fenced: the successful responses kept in the response directory, which
+//! the NNF reconciler treats as "this node is fenced" until they are removed
+//! (called the node's fenced records below; the journal's lines are another
+//! thing).
 //!
 //! What counts as such a record is nnf-sos's own rule (`nnf_view`), not the
 //! agent's strict fence decision: `status` says what nnf-sos says, `list`
@@ -156,10 +158,7 @@ pub fn unfence(
         journal.record(&event(EventStatus::Failed, all.join("; ")));
         UnfenceOutcome::Failed(detail)
     };
-    let valid = std::str::from_utf8(raw_target)
-        .map_err(|_| "the target node name is not valid UTF-8".to_string())
-        .and_then(protocol::validate_target);
-    if let Err(why) = valid {
+    if let Err(why) = protocol::target_name(raw_target) {
         return fail(&notes, format!("refused target {target:?}: {why}"));
     }
     match withdraw_requests(&settings.request_dir, target) {
@@ -441,7 +440,7 @@ mod tests {
 
     #[test]
     fn what_nnf_sos_counts_is_what_status_and_list_say() {
-        let d = TempDir::new("records");
+        let d = TempDir::new("fenced");
         let s = settings(&d);
         let r = &s.response_dir;
         put(r, "a.json", r#"{"target_node":"n3","success":true}"#);
@@ -464,7 +463,7 @@ mod tests {
 
     #[test]
     fn a_fifo_makes_the_answer_unknown_without_blocking() {
-        let d = TempDir::new("records");
+        let d = TempDir::new("fenced");
         let s = settings(&d);
         fs::create_dir_all(&s.response_dir).unwrap();
         let fifo = CString::new(s.response_dir.join("x.json").to_str().unwrap()).unwrap();
@@ -482,7 +481,7 @@ mod tests {
 
     #[test]
     fn unfence_keeps_a_copy_then_unlinks_and_is_idempotent() {
-        let d = TempDir::new("records");
+        let d = TempDir::new("fenced");
         let s = settings(&d);
         let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
         let body = r#"{"target_node":"n3","success":true}"#;
@@ -519,7 +518,7 @@ mod tests {
 
     #[test]
     fn unfence_does_not_depend_on_the_log_directory() {
-        let d = TempDir::new("records");
+        let d = TempDir::new("fenced");
         let s = settings(&d);
         let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
         // A log dir that cannot be created: no copy, the record goes anyway.
@@ -536,7 +535,7 @@ mod tests {
 
     #[test]
     fn unfence_withdraws_pending_requests_first() {
-        let d = TempDir::new("records");
+        let d = TempDir::new("fenced");
         let s = settings(&d);
         let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
         let q = &s.request_dir;
@@ -573,7 +572,7 @@ mod tests {
 
     #[test]
     fn unfence_unlinks_a_symlinked_record_not_its_target() {
-        let d = TempDir::new("records");
+        let d = TempDir::new("fenced");
         let s = settings(&d);
         let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
         let outside = d.path().join("outside.json");
@@ -592,7 +591,7 @@ mod tests {
 
     #[test]
     fn unfence_waits_for_a_response_being_written_in_place() {
-        let d = TempDir::new("records");
+        let d = TempDir::new("fenced");
         let s = settings(&d);
         let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
         let path = s.response_dir.join("w.json");
