@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::exchange::{self, FenceCall, FenceOutcome};
 use crate::health;
@@ -106,37 +107,20 @@ impl PySettings {
 }
 
 /// Resolves settings: explicit values, then environment, then defaults.
+/// The keywords are the names in `SETTINGS`; None means not given.
 #[pyfunction]
-#[pyo3(signature = (*, request_dir=None, response_dir=None, log_dir=None, fence_timeout=None,
-                    poll_interval=None, force_poll=None, kubectl_path=None,
-                    discovery_timeout=None, log_mode=None, stale_age=None, nnf_config=None))]
-#[allow(clippy::too_many_arguments)]
-fn resolve_settings(
-    request_dir: Option<String>,
-    response_dir: Option<String>,
-    log_dir: Option<String>,
-    fence_timeout: Option<String>,
-    poll_interval: Option<String>,
-    force_poll: Option<String>,
-    kubectl_path: Option<String>,
-    discovery_timeout: Option<String>,
-    log_mode: Option<String>,
-    stale_age: Option<String>,
-    nnf_config: Option<String>,
-) -> PyResult<PySettings> {
-    let input = SettingsInput {
-        request_dir,
-        response_dir,
-        log_dir,
-        fence_timeout,
-        poll_interval,
-        force_poll,
-        kubectl_path,
-        discovery_timeout,
-        log_mode,
-        stale_age,
-        nnf_config,
-    };
+#[pyo3(signature = (**options))]
+fn resolve_settings(options: Option<&Bound<'_, PyDict>>) -> PyResult<PySettings> {
+    let mut input = SettingsInput::default();
+    for (name, value) in options.into_iter().flatten() {
+        let name: String = name.extract()?;
+        let value: Option<String> = value
+            .extract()
+            .map_err(|_| PyTypeError::new_err(format!("setting {name} must be a str or None")))?;
+        if !input.set(&name, value) {
+            return Err(PyTypeError::new_err(format!("no setting named {name:?}")));
+        }
+    }
     engine_settings::resolve_from_process(&input)
         .map(|inner| PySettings { inner })
         .map_err(|e| SettingsError::new_err(e.to_string()))
@@ -450,6 +434,12 @@ fn unfence(
 pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SettingsError", m.py().get_type::<SettingsError>())?;
+    let settings = engine_settings::SETTINGS.iter().copied();
+    m.add("SETTINGS", PyTuple::new(m.py(), settings)?)?;
+    m.add(
+        "ENVIRONMENT",
+        PyTuple::new(m.py(), engine_settings::environment())?,
+    )?;
     m.add_class::<PySettings>()?;
     m.add_class::<FenceResult>()?;
     m.add_class::<UnfenceResult>()?;

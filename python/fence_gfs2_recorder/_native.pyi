@@ -4,6 +4,8 @@ from collections.abc import Callable
 from typing import Literal, final
 
 __all__ = [
+    "ENVIRONMENT",
+    "SETTINGS",
     "FenceResult",
     "Settings",
     "SettingsError",
@@ -22,6 +24,8 @@ __all__ = [
 ]
 
 __version__: str
+SETTINGS: tuple[tuple[str, str], ...]
+ENVIRONMENT: tuple[str, ...]
 
 class SettingsError(ValueError): ...
 
@@ -86,20 +90,7 @@ class UnfenceResult:
     @property
     def message(self) -> str: ...
 
-def resolve_settings(
-    *,
-    request_dir: str | None = None,
-    response_dir: str | None = None,
-    log_dir: str | None = None,
-    fence_timeout: str | None = None,
-    poll_interval: str | None = None,
-    force_poll: str | None = None,
-    kubectl_path: str | None = None,
-    discovery_timeout: str | None = None,
-    log_mode: str | None = None,
-    stale_age: str | None = None,
-    nnf_config: str | None = None,
-) -> Settings: ...
+def resolve_settings(**options: str | None) -> Settings: ...
 def fence(
     settings: Settings,
     action: str,
