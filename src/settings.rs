@@ -133,19 +133,22 @@ pub struct Settings {
 /// A setting that is present but unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsError {
-    /// The setting and its source, e.g. `fence_timeout` or `FENCE_TIMEOUT`.
+    /// The setting, e.g. `fence_timeout` (`main_log` for `FENCE_LOG`).
     pub setting: String,
+    /// Where the value came from: `option`, `environment variable NAME`,
+    /// a line of NNF's shared config, or `default location`.
+    pub source: String,
     pub value: String,
     pub reason: String,
 }
 
 impl fmt::Display for SettingsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {} {:?}: {}",
-            self.setting, self.value, self.reason
-        )
+        write!(f, "invalid {}", self.setting)?;
+        if self.source != "option" {
+            write!(f, " (from {})", self.source)?;
+        }
+        write!(f, " {:?}: {}", self.value, self.reason)
     }
 }
 
@@ -161,13 +164,9 @@ struct Raw {
 
 impl Raw {
     fn error(&self, reason: impl Into<String>) -> SettingsError {
-        let setting = if self.source == "option" {
-            self.setting.to_string()
-        } else {
-            format!("{} (from {})", self.setting, self.source)
-        };
         SettingsError {
-            setting,
+            setting: self.setting.to_string(),
+            source: self.source.clone(),
             value: self.value.clone(),
             reason: reason.into(),
         }
@@ -370,8 +369,14 @@ impl Resolver<'_> {
 /// The rules between settings, once each is valid on its own.
 fn cross_checks(r: &mut Resolver<'_>, s: &Settings) {
     if s.request_dir == s.response_dir {
+        let origin = s.origins.iter().find(|(name, _)| name == "response_dir");
+        let source = match origin.map(|(_, o)| o.as_str()) {
+            Some(o) if !o.starts_with("option ") => o.to_string(),
+            _ => "option".to_string(),
+        };
         r.errors.push(SettingsError {
             setting: "response_dir".into(),
+            source,
             value: s.response_dir.display().to_string(),
             reason: "must differ from request_dir".into(),
         });
@@ -554,7 +559,8 @@ mod tests {
                 .unwrap_err()
                 .0
                 .remove(0);
-            assert!(err.setting.contains("FENCE_TIMEOUT"), "{err}");
+            assert_eq!(err.setting, "fence_timeout");
+            assert_eq!(err.source, "environment variable FENCE_TIMEOUT");
             assert_eq!(err.value, bad);
             let text = err.to_string();
             assert!(text.contains("fence_timeout"), "{text}");
@@ -589,14 +595,18 @@ mod tests {
             ..Default::default()
         };
         let errs = resolve(&input, env_of(&[("LOG_DIR", "x")])).unwrap_err();
-        let names: Vec<&str> = errs.0.iter().map(|e| e.setting.as_str()).collect();
+        let names: Vec<(&str, &str)> = errs
+            .0
+            .iter()
+            .map(|e| (e.setting.as_str(), e.source.as_str()))
+            .collect();
         assert_eq!(
             names,
             [
-                "request_dir",
-                "log_dir (from environment variable LOG_DIR)",
-                "fence_timeout",
-                "poll_interval"
+                ("request_dir", "option"),
+                ("log_dir", "environment variable LOG_DIR"),
+                ("fence_timeout", "option"),
+                ("poll_interval", "option")
             ]
         );
         let text = errs.to_string();

@@ -254,7 +254,10 @@ def resolve_settings(options: dict[str, Any]) -> _native.Settings:
     try:
         return _native.resolve_settings(**{name: opt(name) for name, _ in _native.SETTINGS})
     except _native.SettingsError as e:
-        _fail(str(e))
+        # One line per bad setting, each naming its source and value.
+        for line in str(e).splitlines():
+            logging.error("Failed: %s", one_line(line))
+        sys.exit(EXIT_FAILED)
 
 
 def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
