@@ -614,21 +614,22 @@ pub fn shared(
     needed: bool,
 ) -> Result<Shared, crate::settings::SettingsError> {
     let env_value = env(ENV_PATH);
-    let (setting, value, origin) = match (option, &env_value) {
-        (Some(v), _) => ("nnf_config".to_string(), v.clone(), "option nnf_config"),
+    let (source, value, origin) = match (option, &env_value) {
+        (Some(v), _) => ("option".to_string(), v.clone(), "option nnf_config"),
         (None, Some(v)) => (
-            format!("nnf_config (from environment variable {ENV_PATH})"),
+            format!("environment variable {ENV_PATH}"),
             v.clone(),
             "environment variable NNF_FENCE_CONFIG",
         ),
         (None, None) => (
-            "nnf_config (default location)".to_string(),
+            "default location".to_string(),
             DEFAULT_PATH.to_string(),
             "default location",
         ),
     };
     let error = |reason: String| crate::settings::SettingsError {
-        setting: setting.clone(),
+        setting: "nnf_config".to_string(),
+        source: source.clone(),
         value: value.clone(),
         reason,
     };

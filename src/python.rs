@@ -2,13 +2,17 @@
 //! GIL around every blocking call, and turns Python signals into an
 //! interrupted outcome. No behaviour lives here.
 
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyOSError, PyPermissionError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::exchange::{self, FenceCall, FenceOutcome};
 use crate::fenced::{self, UnfenceOutcome};
@@ -24,8 +28,33 @@ create_exception!(
     _native,
     SettingsError,
     PyValueError,
-    "A setting is present but invalid; the message names it and its value."
+    "A setting is present but invalid. `errors` holds (setting, source, value, reason) \
+     of every bad setting found; str() gives one line each."
 );
+
+fn settings_error(py: Python<'_>, e: engine_settings::SettingsErrors) -> PyErr {
+    let lines: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
+    let err = SettingsError::new_err(lines.join("\n"));
+    let errors =
+        e.0.into_iter()
+            .map(|e| (e.setting, e.source, e.value, e.reason));
+    let set = PyTuple::new(py, errors).and_then(|t| err.value(py).setattr("errors", t));
+    match set {
+        Ok(()) => err,
+        Err(e) => e,
+    }
+}
+
+/// An engine io error as the matching Python exception: FileNotFoundError,
+/// PermissionError, else OSError.
+fn io_error(e: io::Error) -> PyErr {
+    let message = e.to_string();
+    match e.kind() {
+        io::ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
+        io::ErrorKind::PermissionDenied => PyPermissionError::new_err(message),
+        _ => PyOSError::new_err(message),
+    }
+}
 
 /// Resolved settings (read-only).
 #[pyclass(frozen, module = "fence_gfs2_recorder._native", name = "Settings")]
@@ -106,40 +135,23 @@ impl PySettings {
 }
 
 /// Resolves settings: explicit values, then environment, then defaults.
+/// The keywords are the names in `SETTINGS`; None means not given.
 #[pyfunction]
-#[pyo3(signature = (*, request_dir=None, response_dir=None, log_dir=None, fence_timeout=None,
-                    poll_interval=None, force_poll=None, kubectl_path=None,
-                    discovery_timeout=None, log_mode=None, stale_age=None, nnf_config=None))]
-#[allow(clippy::too_many_arguments)]
-fn resolve_settings(
-    request_dir: Option<String>,
-    response_dir: Option<String>,
-    log_dir: Option<String>,
-    fence_timeout: Option<String>,
-    poll_interval: Option<String>,
-    force_poll: Option<String>,
-    kubectl_path: Option<String>,
-    discovery_timeout: Option<String>,
-    log_mode: Option<String>,
-    stale_age: Option<String>,
-    nnf_config: Option<String>,
-) -> PyResult<PySettings> {
-    let input = SettingsInput {
-        request_dir,
-        response_dir,
-        log_dir,
-        fence_timeout,
-        poll_interval,
-        force_poll,
-        kubectl_path,
-        discovery_timeout,
-        log_mode,
-        stale_age,
-        nnf_config,
-    };
+#[pyo3(signature = (**options))]
+fn resolve_settings(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PySettings> {
+    let mut input = SettingsInput::default();
+    for (name, value) in options.into_iter().flatten() {
+        let name: String = name.extract()?;
+        let value: Option<String> = value
+            .extract()
+            .map_err(|_| PyTypeError::new_err(format!("setting {name} must be a str or None")))?;
+        if !input.set(&name, value) {
+            return Err(PyTypeError::new_err(format!("no setting named {name:?}")));
+        }
+    }
     engine_settings::resolve_from_process(&input)
         .map(|inner| PySettings { inner })
-        .map_err(|e| SettingsError::new_err(e.to_string()))
+        .map_err(|e| settings_error(py, e))
 }
 
 /// How a fence ended.
@@ -365,7 +377,7 @@ fn run_responder(
     if let Some(e) = raised {
         return Err(e);
     }
-    result.map_err(|e| PyOSError::new_err(e.to_string()))
+    result.map_err(io_error)
 }
 
 fn target_text(target: &[u8]) -> PyResult<String> {
@@ -388,7 +400,7 @@ fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult
         fenced::is_fenced(&dir, &target)
             .map(|fenced| fenced || recent::fenced_by_name(&log_dir, &dir, &target))
     })
-    .map_err(|e| PyOSError::new_err(e.to_string()))
+    .map_err(io_error)
 }
 
 /// The targets nnf-sos counts fenced, each escaped to one field of one line.
@@ -396,7 +408,7 @@ fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult
 fn fenced_targets(py: Python<'_>, settings: &PySettings) -> PyResult<Vec<String>> {
     let dir = settings.inner.response_dir.clone();
     py.detach(move || fenced::fenced_targets(&dir))
-        .map_err(|e| PyOSError::new_err(e.to_string()))
+        .map_err(io_error)
 }
 
 /// How an unfence ended.
@@ -448,7 +460,15 @@ fn unfence(
 #[pymodule]
 pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("SettingsError", m.py().get_type::<SettingsError>())?;
+    let settings_error = m.py().get_type::<SettingsError>();
+    settings_error.setattr("errors", PyTuple::empty(m.py()))?;
+    m.add("SettingsError", settings_error)?;
+    let settings = engine_settings::SETTINGS.iter().copied();
+    m.add("SETTINGS", PyTuple::new(m.py(), settings)?)?;
+    m.add(
+        "ENVIRONMENT",
+        PyTuple::new(m.py(), engine_settings::environment())?,
+    )?;
     m.add_class::<PySettings>()?;
     m.add_class::<FenceResult>()?;
     m.add_class::<UnfenceResult>()?;

@@ -6,10 +6,10 @@
 //! came from, and the value: it never falls back to a default silently.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::nnf_config;
+use crate::nnf_config::{self, REQUEST_NAME, RESPONSE_NAME};
 
 /// Current nnf-sos's defaults (its `pkg/fence`), used when neither an option,
 /// the environment nor NNF's shared config names the directories.
@@ -47,21 +47,64 @@ pub const ENV_STALE_AGE: &str = "FENCE_STALE_AGE";
 /// ever touched).
 pub const DEFAULT_STALE_AGE_SECS: f64 = 3600.0;
 
-/// Raw values as the caller received them (None: not given).
-#[derive(Debug, Clone, Default)]
-pub struct SettingsInput {
-    pub request_dir: Option<String>,
-    pub response_dir: Option<String>,
-    pub log_dir: Option<String>,
-    pub fence_timeout: Option<String>,
-    pub poll_interval: Option<String>,
-    pub force_poll: Option<String>,
-    pub kubectl_path: Option<String>,
-    pub discovery_timeout: Option<String>,
-    pub log_mode: Option<String>,
-    pub stale_age: Option<String>,
-    /// NNF's shared config.py (empty: none); see `nnf_config`.
-    pub nnf_config: Option<String>,
+/// The settings given as options: each with the environment variable read
+/// when the option is absent. One line per setting; `SettingsInput`, its
+/// setter by name and `SETTINGS` are made from it.
+macro_rules! settings_table {
+    ($($name:ident: $env:expr,)*) => {
+        /// Raw values as the caller received them (None: not given).
+        #[derive(Debug, Clone, Default)]
+        pub struct SettingsInput {
+            $(pub $name: Option<String>,)*
+        }
+
+        /// (option name, environment variable) of every setting.
+        pub const SETTINGS: &[(&str, &str)] = &[$((stringify!($name), $env),)*];
+
+        impl SettingsInput {
+            fn raw_value(&self, name: &str) -> Option<&str> {
+                match name {
+                    $(stringify!($name) => self.$name.as_deref(),)*
+                    _ => None,
+                }
+            }
+
+            /// Sets the raw value of the setting `name`; false when there is
+            /// no such setting.
+            pub fn set(&mut self, name: &str, value: Option<String>) -> bool {
+                match name {
+                    $(stringify!($name) => self.$name = value,)*
+                    _ => return false,
+                }
+                true
+            }
+        }
+    };
+}
+
+settings_table! {
+    request_dir: ENV_REQUEST_DIR,
+    response_dir: ENV_RESPONSE_DIR,
+    log_dir: ENV_LOG_DIR,
+    fence_timeout: ENV_FENCE_TIMEOUT,
+    poll_interval: ENV_POLL_INTERVAL,
+    force_poll: ENV_FORCE_POLL,
+    kubectl_path: ENV_KUBECTL,
+    discovery_timeout: ENV_DISCOVERY_TIMEOUT,
+    log_mode: ENV_LOG_MODE,
+    stale_age: ENV_STALE_AGE,
+    // NNF's shared config.py (empty: none); see `nnf_config`.
+    nnf_config: nnf_config::ENV_PATH,
+}
+
+/// Every environment variable the settings read: one per setting, and
+/// `FENCE_LOG`, which moves the main log.
+pub fn environment() -> Vec<&'static str> {
+    SETTINGS
+        .iter()
+        .map(|(_, env)| *env)
+        .chain([ENV_FENCE_LOG])
+        .collect()
 }
 
 /// Resolved, validated settings.
@@ -93,68 +136,55 @@ pub struct Settings {
 /// A setting that is present but unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsError {
-    /// The setting and its source, e.g. `fence_timeout` or `FENCE_TIMEOUT`.
+    /// The setting, e.g. `fence_timeout` (`main_log` for `FENCE_LOG`).
     pub setting: String,
+    /// Where the value came from: `option`, `environment variable NAME`,
+    /// a line of NNF's shared config, or `default location`.
+    pub source: String,
     pub value: String,
     pub reason: String,
 }
 
 impl fmt::Display for SettingsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {} {:?}: {}",
-            self.setting, self.value, self.reason
-        )
+        write!(f, "invalid {}", self.setting)?;
+        if self.source != "option" {
+            write!(f, " (from {})", self.source)?;
+        }
+        write!(f, " {:?}: {}", self.value, self.reason)
     }
 }
 
 impl std::error::Error for SettingsError {}
 
-/// One raw value and the name of where it came from.
-struct Raw<'a> {
+/// One raw value, the setting it is for and where it came from
+/// (`option`, `environment variable NAME`, or a line of the NNF config).
+struct Raw {
+    setting: &'static str,
     source: String,
-    value: &'a str,
+    value: String,
 }
 
-impl Raw<'_> {
+impl Raw {
     fn error(&self, reason: impl Into<String>) -> SettingsError {
         SettingsError {
-            setting: self.source.clone(),
-            value: self.value.to_string(),
+            setting: self.setting.to_string(),
+            source: self.source.clone(),
+            value: self.value.clone(),
             reason: reason.into(),
         }
     }
 }
 
-fn pick<'a>(
-    option_name: &str,
-    option: &'a Option<String>,
-    env_name: &str,
-    env: &'a Option<String>,
-) -> Option<Raw<'a>> {
-    if let Some(v) = option {
-        return Some(Raw {
-            source: option_name.to_string(),
-            value: v,
-        });
-    }
-    env.as_deref().map(|v| Raw {
-        source: format!("{option_name} (from environment variable {env_name})"),
-        value: v,
-    })
-}
-
-fn absolute_path(raw: &Raw<'_>) -> Result<PathBuf, SettingsError> {
-    let v = raw.value;
+fn absolute_path(v: &str) -> Result<PathBuf, String> {
     if v.is_empty() {
-        return Err(raw.error("a path is required, got an empty value"));
+        return Err("a path is required, got an empty value".into());
     }
     if v.contains('\0') {
-        return Err(raw.error("a path cannot contain a NUL byte"));
+        return Err("a path cannot contain a NUL byte".into());
     }
     if !v.starts_with('/') {
-        return Err(raw.error("must be an absolute path"));
+        return Err("must be an absolute path".into());
     }
     Ok(PathBuf::from(v))
 }
@@ -173,38 +203,35 @@ pub fn parse_seconds(raw_value: &str, min: f64, max: f64) -> Result<Duration, St
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn seconds(
-    raw: Option<Raw<'_>>,
-    default: f64,
-    min: f64,
-    max: f64,
-) -> Result<Duration, SettingsError> {
-    match raw {
-        None => Ok(Duration::from_secs_f64(default)),
-        Some(r) => parse_seconds(r.value, min, max).map_err(|e| r.error(e)),
-    }
-}
-
-fn boolean(raw: Option<Raw<'_>>) -> Result<bool, SettingsError> {
-    let Some(r) = raw else { return Ok(false) };
-    match r.value.trim().to_ascii_lowercase().as_str() {
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
         "1" | "yes" | "on" | "true" => Ok(true),
         "" | "0" | "no" | "off" | "false" => Ok(false),
-        _ => Err(r.error("expected one of 1/yes/on/true or 0/no/off/false")),
+        _ => Err("expected one of 1/yes/on/true or 0/no/off/false".into()),
     }
 }
 
-fn file_mode(raw: Option<Raw<'_>>) -> Result<u32, SettingsError> {
-    let Some(r) = raw else {
-        return Ok(DEFAULT_LOG_MODE);
-    };
-    let v = r.value.trim();
+fn file_mode(v: &str) -> Result<u32, String> {
+    let v = v.trim();
     let digits = v.strip_prefix("0o").unwrap_or(v);
     match u32::from_str_radix(digits, 8) {
         Ok(m) if !digits.is_empty() && m <= 0o666 && m & 0o600 == 0o600 => Ok(m),
-        _ => Err(r.error(
-            "expected an octal file mode between 0600 and 0666 that keeps owner read/write",
-        )),
+        _ => Err(
+            "expected an octal file mode between 0600 and 0666 that keeps owner read/write".into(),
+        ),
+    }
+}
+
+/// A command run by name (looked up in PATH) or by absolute path; empty: none.
+fn command(v: &str) -> Result<Option<PathBuf>, String> {
+    if v.is_empty() {
+        Ok(None)
+    } else if v.contains('\0') {
+        Err("cannot contain a NUL byte".into())
+    } else if v.contains('/') && !v.starts_with('/') {
+        Err("must be an absolute path or a bare command name".into())
+    } else {
+        Ok(Some(PathBuf::from(v)))
     }
 }
 
@@ -226,16 +253,180 @@ impl fmt::Display for SettingsErrors {
 
 impl std::error::Error for SettingsErrors {}
 
-/// Collects errors so that one run reports every bad setting at once.
-struct Collect(Vec<SettingsError>);
+/// Reads each setting from its option, else its environment variable, and
+/// collects every error, so that one run reports every bad setting at once.
+struct Resolver<'a> {
+    input: &'a SettingsInput,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<SettingsError>,
+    /// Where each directory setting came from: (setting, origin).
+    origins: Vec<(String, String)>,
+}
 
-impl Collect {
-    fn take<T>(&mut self, r: Result<T, SettingsError>, fallback: T) -> T {
+impl Resolver<'_> {
+    fn raw(&self, setting: &'static str) -> Option<Raw> {
+        let raw = |source: String, value: String| Raw {
+            setting,
+            source,
+            value,
+        };
+        if let Some(v) = self.input.raw_value(setting) {
+            return Some(raw("option".into(), v.to_string()));
+        }
+        let (_, env_name) = SETTINGS.iter().find(|(name, _)| *name == setting)?;
+        let value = (self.env)(env_name)?;
+        Some(raw(format!("environment variable {env_name}"), value))
+    }
+
+    fn check<T>(&mut self, r: Result<T, SettingsError>, fallback: T) -> T {
         r.unwrap_or_else(|e| {
-            self.0.push(e);
+            self.errors.push(e);
             fallback
         })
     }
+
+    /// The parsed raw value; `default` when not given, `fallback` when invalid.
+    fn parsed<T>(
+        &mut self,
+        raw: Option<Raw>,
+        default: T,
+        fallback: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
+        match raw {
+            None => default,
+            Some(r) => {
+                let parsed = parse(&r.value).map_err(|e| r.error(e));
+                self.check(parsed, fallback)
+            }
+        }
+    }
+
+    fn seconds(&mut self, setting: &'static str, spec: Seconds) -> Duration {
+        self.seconds_or(setting, secs(spec.default), spec)
+    }
+
+    /// As `seconds`, with a default computed from other settings.
+    fn seconds_or(&mut self, setting: &'static str, default: Duration, spec: Seconds) -> Duration {
+        let raw = self.raw(setting);
+        let parse = |v: &str| parse_seconds(v, spec.min, spec.max);
+        self.parsed(raw, default, Duration::ZERO, parse)
+    }
+
+    fn flag(&mut self, setting: &'static str) -> bool {
+        let raw = self.raw(setting);
+        self.parsed(raw, false, false, boolean)
+    }
+
+    fn mode(&mut self, setting: &'static str, default: u32) -> u32 {
+        let raw = self.raw(setting);
+        self.parsed(raw, default, default, file_mode)
+    }
+
+    fn command(&mut self, setting: &'static str, default: &str) -> Option<PathBuf> {
+        let raw = self.raw(setting);
+        self.parsed(raw, Some(PathBuf::from(default)), None, command)
+    }
+
+    /// An absolute path: option, environment, then `from_file` (value,
+    /// origin) of NNF's shared config, then `default`; its origin is kept.
+    fn path(
+        &mut self,
+        setting: &'static str,
+        from_file: Option<(String, String)>,
+        default: &str,
+    ) -> PathBuf {
+        let raw = self.raw(setting).or_else(|| {
+            from_file.map(|(value, source)| Raw {
+                setting,
+                source,
+                value,
+            })
+        });
+        let origin = match &raw {
+            Some(r) if r.source == "option" => format!("option {setting}"),
+            Some(r) => r.source.clone(),
+            None => "default".to_string(),
+        };
+        self.origins.push((setting.to_string(), origin));
+        self.parsed(
+            raw,
+            PathBuf::from(default),
+            PathBuf::from(default),
+            absolute_path,
+        )
+    }
+
+    /// `FENCE_LOG`, else the main log in `log_dir`.
+    fn main_log(&mut self, log_dir: &Path) -> PathBuf {
+        let raw = (self.env)(ENV_FENCE_LOG).map(|value| Raw {
+            setting: "main_log",
+            source: format!("environment variable {ENV_FENCE_LOG}"),
+            value,
+        });
+        let default = log_dir.join(MAIN_LOG_NAME);
+        self.parsed(raw, default.clone(), default, absolute_path)
+    }
+}
+
+/// The rules between settings, once each is valid on its own.
+fn cross_checks(r: &mut Resolver<'_>, s: &Settings) {
+    if s.request_dir == s.response_dir {
+        let origin = s.origins.iter().find(|(name, _)| name == "response_dir");
+        let source = match origin.map(|(_, o)| o.as_str()) {
+            Some(o) if !o.starts_with("option ") => o.to_string(),
+            _ => "option".to_string(),
+        };
+        r.errors.push(SettingsError {
+            setting: "response_dir".into(),
+            source,
+            value: s.response_dir.display().to_string(),
+            reason: "must differ from request_dir".into(),
+        });
+    }
+    if let Some(raw) = r.raw("stale_age") {
+        if s.stale_age != Duration::ZERO && s.stale_age <= s.fence_timeout {
+            r.errors.push(raw.error(format!(
+                "must be longer than fence_timeout ({} s), or attempts in flight would be \
+                 cleaned up",
+                s.fence_timeout.as_secs_f64()
+            )));
+        }
+    }
+}
+
+/// A number of seconds: its default and the accepted range.
+#[derive(Clone, Copy)]
+struct Seconds {
+    default: f64,
+    min: f64,
+    max: f64,
+}
+
+const FENCE_TIMEOUT: Seconds = Seconds {
+    default: DEFAULT_FENCE_TIMEOUT_SECS,
+    min: 1.0,
+    max: MAX_FENCE_TIMEOUT_SECS,
+};
+const POLL_INTERVAL: Seconds = Seconds {
+    default: DEFAULT_POLL_INTERVAL_SECS,
+    min: MIN_POLL_INTERVAL_SECS,
+    max: MAX_POLL_INTERVAL_SECS,
+};
+const DISCOVERY_TIMEOUT: Seconds = Seconds {
+    default: DEFAULT_DISCOVERY_TIMEOUT_SECS,
+    min: 0.1,
+    max: MAX_DISCOVERY_TIMEOUT_SECS,
+};
+/// Its default is at least twice `fence_timeout`.
+const STALE_AGE: Seconds = Seconds {
+    default: DEFAULT_STALE_AGE_SECS,
+    min: 1.0,
+    max: 30.0 * MAX_FENCE_TIMEOUT_SECS,
+};
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
 }
 
 /// Resolves every setting. `env` looks a variable up (tests pass a map).
@@ -244,168 +435,37 @@ pub fn resolve(
     input: &SettingsInput,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Settings, SettingsErrors> {
-    let mut c = Collect(Vec::new());
-    // Option, then environment, then NNF's shared config, then the default.
-    let unset = |opt: &Option<String>, name: &str| opt.is_none() && env(name).is_none();
-    let needed =
-        unset(&input.request_dir, ENV_REQUEST_DIR) || unset(&input.response_dir, ENV_RESPONSE_DIR);
-    let shared = nnf_config::shared(&input.nnf_config, &env, needed);
-    let shared = c.take(shared, nnf_config::Shared::default());
-    let mut origins = Vec::new();
-    let mut path_or = |opt_name: &str, opt: &Option<String>, env_name: &str, default: &str| {
-        let env_value = env(env_name);
-        let from_file = match opt_name {
-            "request_dir" => shared.value(nnf_config::REQUEST_NAME),
-            "response_dir" => shared.value(nnf_config::RESPONSE_NAME),
-            _ => None,
-        };
-        let (result, origin) = match (pick(opt_name, opt, env_name, &env_value), from_file) {
-            (Some(r), _) => {
-                let origin = match opt {
-                    Some(_) => format!("option {opt_name}"),
-                    None => format!("environment variable {env_name}"),
-                };
-                (absolute_path(&r), origin)
-            }
-            (None, Some((value, origin))) => {
-                let raw = Raw {
-                    source: format!("{opt_name} (from {origin})"),
-                    value: &value,
-                };
-                (absolute_path(&raw), origin)
-            }
-            (None, None) => (Ok(PathBuf::from(default)), "default".to_string()),
-        };
-        origins.push((opt_name.to_string(), origin));
-        result
+    let mut r = Resolver {
+        input,
+        env: &env,
+        errors: Vec::new(),
+        origins: Vec::new(),
     };
-    let request_dir = path_or(
+    // Option, then environment, then NNF's shared config, then the default.
+    let needed = r.raw("request_dir").is_none() || r.raw("response_dir").is_none();
+    let shared = nnf_config::shared(&input.nnf_config, &env, needed);
+    let shared = r.check(shared, nnf_config::Shared::default());
+    let request_dir = r.path(
         "request_dir",
-        &input.request_dir,
-        ENV_REQUEST_DIR,
+        shared.value(REQUEST_NAME),
         DEFAULT_REQUEST_DIR,
     );
-    let response_dir = path_or(
+    let response_dir = r.path(
         "response_dir",
-        &input.response_dir,
-        ENV_RESPONSE_DIR,
+        shared.value(RESPONSE_NAME),
         DEFAULT_RESPONSE_DIR,
     );
-    let log_dir = path_or("log_dir", &input.log_dir, ENV_LOG_DIR, DEFAULT_LOG_DIR);
-    let request_dir = c.take(request_dir, PathBuf::from(DEFAULT_REQUEST_DIR));
-    let response_dir = c.take(response_dir, PathBuf::from(DEFAULT_RESPONSE_DIR));
-    let log_dir = c.take(log_dir, PathBuf::from(DEFAULT_LOG_DIR));
-    if request_dir == response_dir {
-        c.0.push(SettingsError {
-            setting: "response_dir".into(),
-            value: response_dir.display().to_string(),
-            reason: "must differ from request_dir".into(),
-        });
-    }
-    let main_log = match env(ENV_FENCE_LOG) {
-        Some(v) => {
-            let r = absolute_path(&Raw {
-                source: ENV_FENCE_LOG.to_string(),
-                value: &v,
-            });
-            c.take(r, log_dir.join(MAIN_LOG_NAME))
-        }
-        None => log_dir.join(MAIN_LOG_NAME),
-    };
-
-    let env_timeout = env(ENV_FENCE_TIMEOUT);
-    let fence_timeout = seconds(
-        pick(
-            "fence_timeout",
-            &input.fence_timeout,
-            ENV_FENCE_TIMEOUT,
-            &env_timeout,
-        ),
-        DEFAULT_FENCE_TIMEOUT_SECS,
-        1.0,
-        MAX_FENCE_TIMEOUT_SECS,
-    );
-    let fence_timeout = c.take(fence_timeout, Duration::ZERO);
-    let env_poll = env(ENV_POLL_INTERVAL);
-    let poll_interval = seconds(
-        pick(
-            "poll_interval",
-            &input.poll_interval,
-            ENV_POLL_INTERVAL,
-            &env_poll,
-        ),
-        DEFAULT_POLL_INTERVAL_SECS,
-        MIN_POLL_INTERVAL_SECS,
-        MAX_POLL_INTERVAL_SECS,
-    );
-    let poll_interval = c.take(poll_interval, Duration::ZERO);
-    let env_force = env(ENV_FORCE_POLL);
-    let force_poll = boolean(pick(
-        "force_poll",
-        &input.force_poll,
-        ENV_FORCE_POLL,
-        &env_force,
-    ));
-    let force_poll = c.take(force_poll, false);
-    let env_kubectl = env(ENV_KUBECTL);
-    let kubectl_path = match pick(
-        "kubectl_path",
-        &input.kubectl_path,
-        ENV_KUBECTL,
-        &env_kubectl,
-    ) {
-        None => Ok(Some(PathBuf::from("kubectl"))),
-        Some(r) if r.value.is_empty() => Ok(None),
-        Some(r) if r.value.contains('\0') => Err(r.error("cannot contain a NUL byte")),
-        Some(r) if r.value.contains('/') && !r.value.starts_with('/') => {
-            Err(r.error("must be an absolute path or a bare command name"))
-        }
-        Some(r) => Ok(Some(PathBuf::from(r.value))),
-    };
-    let kubectl_path = c.take(kubectl_path, None);
-    let env_disc = env(ENV_DISCOVERY_TIMEOUT);
-    let discovery_timeout = seconds(
-        pick(
-            "discovery_timeout",
-            &input.discovery_timeout,
-            ENV_DISCOVERY_TIMEOUT,
-            &env_disc,
-        ),
-        DEFAULT_DISCOVERY_TIMEOUT_SECS,
-        0.1,
-        MAX_DISCOVERY_TIMEOUT_SECS,
-    );
-    let discovery_timeout = c.take(discovery_timeout, Duration::ZERO);
-    let env_mode = env(ENV_LOG_MODE);
-    let log_mode = file_mode(pick("log_mode", &input.log_mode, ENV_LOG_MODE, &env_mode));
-    let log_mode = c.take(log_mode, DEFAULT_LOG_MODE);
-
-    let env_stale = env(ENV_STALE_AGE);
-    let stale_raw = pick("stale_age", &input.stale_age, ENV_STALE_AGE, &env_stale);
-    let stale_age = match stale_raw {
-        None => Duration::from_secs_f64(DEFAULT_STALE_AGE_SECS).max(fence_timeout * 2),
-        Some(r) => {
-            let parsed = parse_seconds(r.value, 1.0, 30.0 * MAX_FENCE_TIMEOUT_SECS)
-                .map_err(|e| r.error(e))
-                .and_then(|d| {
-                    if d <= fence_timeout {
-                        Err(r.error(format!(
-                            "must be longer than fence_timeout ({} s), or attempts in flight \
-                             would be cleaned up",
-                            fence_timeout.as_secs_f64()
-                        )))
-                    } else {
-                        Ok(d)
-                    }
-                });
-            c.take(parsed, Duration::ZERO)
-        }
-    };
-
-    if !c.0.is_empty() {
-        return Err(SettingsErrors(c.0));
-    }
-    Ok(Settings {
+    let log_dir = r.path("log_dir", None, DEFAULT_LOG_DIR);
+    let main_log = r.main_log(&log_dir);
+    let fence_timeout = r.seconds("fence_timeout", FENCE_TIMEOUT);
+    let poll_interval = r.seconds("poll_interval", POLL_INTERVAL);
+    let force_poll = r.flag("force_poll");
+    let kubectl_path = r.command("kubectl_path", "kubectl");
+    let discovery_timeout = r.seconds("discovery_timeout", DISCOVERY_TIMEOUT);
+    let log_mode = r.mode("log_mode", DEFAULT_LOG_MODE);
+    let stale_default = secs(STALE_AGE.default).max(fence_timeout * 2);
+    let stale_age = r.seconds_or("stale_age", stale_default, STALE_AGE);
+    let settings = Settings {
         request_dir,
         response_dir,
         log_dir,
@@ -420,8 +480,13 @@ pub fn resolve(
         nnf_config: shared.path,
         nnf_config_origin: shared.origin,
         nnf_config_notes: shared.parsed.notes,
-        origins,
-    })
+        origins: std::mem::take(&mut r.origins),
+    };
+    cross_checks(&mut r, &settings);
+    if !r.errors.is_empty() {
+        return Err(SettingsErrors(r.errors));
+    }
+    Ok(settings)
 }
 
 /// Resolves against the process environment.
@@ -497,7 +562,8 @@ mod tests {
                 .unwrap_err()
                 .0
                 .remove(0);
-            assert!(err.setting.contains("FENCE_TIMEOUT"), "{err}");
+            assert_eq!(err.setting, "fence_timeout");
+            assert_eq!(err.source, "environment variable FENCE_TIMEOUT");
             assert_eq!(err.value, bad);
             let text = err.to_string();
             assert!(text.contains("fence_timeout"), "{text}");
@@ -532,14 +598,18 @@ mod tests {
             ..Default::default()
         };
         let errs = resolve(&input, env_of(&[("LOG_DIR", "x")])).unwrap_err();
-        let names: Vec<&str> = errs.0.iter().map(|e| e.setting.as_str()).collect();
+        let names: Vec<(&str, &str)> = errs
+            .0
+            .iter()
+            .map(|e| (e.setting.as_str(), e.source.as_str()))
+            .collect();
         assert_eq!(
             names,
             [
-                "request_dir",
-                "log_dir (from environment variable LOG_DIR)",
-                "fence_timeout",
-                "poll_interval"
+                ("request_dir", "option"),
+                ("log_dir", "environment variable LOG_DIR"),
+                ("fence_timeout", "option"),
+                ("poll_interval", "option")
             ]
         );
         let text = errs.to_string();

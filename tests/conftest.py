@@ -68,21 +68,10 @@ def dirs(tmp_path: Path) -> Dirs:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any of our variables (tests set what they need)."""
-    ours = {
-        "NNF_FENCE_REQUEST_DIR",
-        "NNF_FENCE_RESPONSE_DIR",
-        "LOG_DIR",
-        "FENCE_LOG",
-        "FENCE_TIMEOUT",
-        "FENCE_POLL_INTERVAL",
-        "FENCE_FORCE_POLL",
-        "FENCE_KUBECTL",
-        "FENCE_DISCOVERY_TIMEOUT",
-        "FENCE_LOG_MODE",
-        "FENCE_STALE_AGE",
-        "NNF_FENCE_CONFIG",
-        "KUBECONFIG",
-    }
+    from fence_gfs2_recorder import _native
+
+    # Every variable the engine reads, and kubectl's, which discovery runs.
+    ours = {*_native.ENVIRONMENT, "KUBECONFIG"}
     env = {k: v for k, v in os.environ.items() if k not in ours}
     # No kubectl unless a test provides one: discovery then says so and goes on.
     env["FENCE_KUBECTL"] = ""

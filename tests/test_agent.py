@@ -178,6 +178,31 @@ def test_option_beats_environment_beats_default(dirs: Dirs, tmp_path: Path) -> N
                 os.environ[k] = v
 
 
+def test_every_setting_is_an_option_naming_its_variable() -> None:
+    """The engine's table is the one list: each setting has its option, whose
+    text names the variable read, and the test environment clears them all."""
+    from fence_gfs2_recorder.agent import OWN_OPTIONS
+
+    assert len(_native.SETTINGS) >= 11
+    for name, env in _native.SETTINGS:
+        assert f"env {env}" in OWN_OPTIONS[name]["shortdesc"], name
+        assert env in _native.ENVIRONMENT
+    assert "FENCE_LOG" in _native.ENVIRONMENT
+    os.environ["FENCE_STALE_AGE"] = "1"
+    try:
+        # Only discovery stays, switched off.
+        assert set(_native.ENVIRONMENT) & set(clean_env()) == {"FENCE_KUBECTL"}
+    finally:
+        del os.environ["FENCE_STALE_AGE"]
+
+
+def test_an_unknown_setting_name_is_refused() -> None:
+    with pytest.raises(TypeError, match="no_such_setting"):
+        _native.resolve_settings(no_such_setting="1")
+    with pytest.raises(TypeError, match="fence_timeout"):
+        _native.resolve_settings(fence_timeout=7)  # type: ignore[arg-type]
+
+
 def test_fence_timeout_option_overrides_the_environment_in_the_agent(dirs: Dirs) -> None:
     env = clean_env(FENCE_TIMEOUT="abc")
     # The option wins, so the bad environment value is never used.

@@ -873,7 +873,8 @@ def test_same_request_and_response_directory_is_refused(dirs: Dirs) -> None:
 def test_nul_in_a_path_setting_is_refused(field: str) -> None:
     with pytest.raises(_native.SettingsError) as e:
         _native.resolve_settings(**{field: "/a\0b"})
-    assert field in str(e.value) and "NUL" in str(e.value)
+    [(setting, source, value, reason)] = e.value.errors
+    assert (setting, source, value) == (field, "option", "/a\0b") and "NUL" in reason
 
 
 def test_every_bad_setting_is_reported_at_once() -> None:
@@ -885,15 +886,55 @@ def test_every_bad_setting_is_reported_at_once() -> None:
             discovery_timeout="z",
             log_mode="0777",
         )
-    text = str(e.value)
-    for name, value in (
-        ("request_dir", "rel"),
-        ("fence_timeout", "x"),
-        ("stale_age", "y"),
-        ("discovery_timeout", "z"),
-        ("log_mode", "0777"),
-    ):
-        assert name in text and f'"{value}"' in text, text
+    assert [(setting, source, value) for setting, source, value, _ in e.value.errors] == [
+        ("request_dir", "option", "rel"),
+        ("fence_timeout", "option", "x"),
+        ("discovery_timeout", "option", "z"),
+        ("log_mode", "option", "0777"),
+        ("stale_age", "option", "y"),
+    ]
+    assert all(reason for *_, reason in e.value.errors)
+    # str() gives one line per bad setting, each naming it and its value.
+    lines = str(e.value).splitlines()
+    assert len(lines) == 5 and lines[0] == 'invalid request_dir "rel": must be an absolute path'
+
+
+def test_a_bad_setting_from_the_environment_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FENCE_TIMEOUT", "soon")
+    with pytest.raises(_native.SettingsError) as e:
+        _native.resolve_settings()
+    [(setting, source, value, _)] = e.value.errors
+    assert (setting, source, value) == (
+        "fence_timeout",
+        "environment variable FENCE_TIMEOUT",
+        "soon",
+    )
+
+
+def test_validate_all_prints_one_line_per_bad_setting(dirs: Dirs) -> None:
+    r = run_agent(
+        ["-o", "validate-all", "--request-dir", "rel", "--fence-timeout", "x",
+         "--response-dir", str(dirs.resp), "--log-dir", str(dirs.log)],
+        env=clean_env(FENCE_LOG_MODE="0777"),
+    )  # fmt: skip
+    assert r.returncode == 1
+    failed = [line for line in r.stderr.splitlines() if "Failed: invalid" in line]
+    assert len(failed) == 3, r.stderr
+    assert 'request_dir "rel"' in failed[0] and 'fence_timeout "x"' in failed[1]
+    assert 'log_mode (from environment variable FENCE_LOG_MODE) "0777"' in failed[2]
+
+
+def test_an_unreadable_response_directory_is_file_not_found(tmp_path: Path) -> None:
+    """io errors keep their kind: a missing directory is FileNotFoundError."""
+    s = _native.resolve_settings(
+        request_dir=str(tmp_path / "req"), response_dir=str(tmp_path / "gone"), kubectl_path=""
+    )
+    with pytest.raises(FileNotFoundError):
+        _native.is_fenced(s, b"compute-node-3")
+    with pytest.raises(FileNotFoundError):
+        _native.fenced_targets(s)
 
 
 # --------------------------------------------------------------------------

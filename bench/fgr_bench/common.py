@@ -13,7 +13,6 @@ import ctypes
 import functools
 import json
 import os
-import re
 import select
 import shutil
 import struct
@@ -40,10 +39,6 @@ class BenchError(RuntimeError):
 
 # --------------------------------------------------------------------------- environment
 
-# The agent documents the variable behind each of its settings in the
-# option's text ("... or env NAME"); that table is the one list the bench
-# reads, so a new setting cannot be left out here.
-_ENV_IN_DOCS = re.compile(r"\benv ([A-Z][A-Z0-9_]*)")
 # Read by kubectl, which GFS2 discovery runs, not by the agent itself.
 OTHER_ENV = ("KUBECONFIG",)
 # Any other variable of ours is also kept out, documented or not.
@@ -52,15 +47,10 @@ OUR_PREFIXES = ("FENCE_", "NNF_FENCE_")
 
 @functools.cache
 def agent_env_names() -> frozenset[str]:
-    """Every environment variable the agent reads, from its own option table."""
-    from fence_gfs2_recorder.agent import OWN_OPTIONS
+    """Every environment variable the agent reads, as its engine lists them."""
+    from fence_gfs2_recorder import _native
 
-    names = {
-        n for opt in OWN_OPTIONS.values() for n in _ENV_IN_DOCS.findall(opt.get("shortdesc", ""))
-    }
-    if not names:
-        raise BenchError("the agent's OWN_OPTIONS name no environment variable ('or env NAME')")
-    return frozenset(names) | frozenset(OTHER_ENV)
+    return frozenset(_native.ENVIRONMENT) | frozenset(OTHER_ENV)
 
 
 def is_ours(name: str) -> bool:

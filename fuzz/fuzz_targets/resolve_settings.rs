@@ -1,12 +1,12 @@
-//! Any bytes as the raw settings: fields split on NUL (options first, then
-//! a few environment values). `resolve` must never panic, and what it accepts
-//! must hold its documented invariants.
+//! Any bytes as the raw settings: fields split on NUL (the options of the
+//! settings table in its order, then a few environment values). `resolve`
+//! must never panic, and what it accepts must hold its documented invariants.
 #![no_main]
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fence_gfs2_recorder::settings::{resolve, SettingsInput};
+use fence_gfs2_recorder::settings::{resolve, SettingsInput, SETTINGS};
 use libfuzzer_sys::fuzz_target;
 
 const ENV_NAMES: [&str; 6] = [
@@ -29,18 +29,15 @@ fuzz_target!(|data: &[u8]| {
         }
     });
     let mut next = || fields.next().flatten();
-    let input = SettingsInput {
-        request_dir: next(),
-        response_dir: next(),
-        log_dir: next(),
-        fence_timeout: next(),
-        poll_interval: next(),
-        force_poll: next(),
-        kubectl_path: next(),
-        discovery_timeout: next(),
-        log_mode: next(),
-        stale_age: next(),
+    // Every setting in the engine's table, but no shared config file: the
+    // fuzzer must not choose files to read.
+    let mut input = SettingsInput {
+        nnf_config: Some(String::new()),
+        ..Default::default()
     };
+    for (name, _) in SETTINGS.iter().filter(|(name, _)| *name != "nnf_config") {
+        input.set(name, next());
+    }
     let env: HashMap<&str, String> = ENV_NAMES
         .iter()
         .filter_map(|name| next().map(|v| (*name, v)))
@@ -60,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         Err(errs) => {
             assert!(!errs.0.is_empty());
             for e in &errs.0 {
-                assert!(!e.setting.is_empty() && !e.reason.is_empty());
+                assert!(!e.setting.is_empty() && !e.source.is_empty() && !e.reason.is_empty());
             }
             let _ = errs.to_string();
         }

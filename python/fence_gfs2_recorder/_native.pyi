@@ -4,6 +4,8 @@ from collections.abc import Callable
 from typing import Literal, final
 
 __all__ = [
+    "ENVIRONMENT",
+    "SETTINGS",
     "FenceResult",
     "Settings",
     "SettingsError",
@@ -22,11 +24,23 @@ __all__ = [
 ]
 
 __version__: str
+SETTINGS: tuple[tuple[str, str], ...]
+"""(name, environment variable) of every setting ``resolve_settings`` takes."""
+ENVIRONMENT: tuple[str, ...]
+"""Every environment variable the engine reads (the settings' and FENCE_LOG)."""
 
-class SettingsError(ValueError): ...
+class SettingsError(ValueError):
+    """A setting is present but invalid; ``str()`` gives one line per bad setting."""
+
+    errors: tuple[tuple[str, str, str, str], ...]
+    """(setting, source, value, reason) of every bad setting found. The source
+    is ``option``, ``environment variable NAME``, the line of NNF's config
+    file, or ``default location``."""
 
 @final
 class Settings:
+    """Resolved, validated settings (read-only); durations in seconds."""
+
     @property
     def request_dir(self) -> str: ...
     @property
@@ -56,10 +70,13 @@ class Settings:
     @property
     def nnf_config_notes(self) -> list[str]: ...
     @property
-    def origins(self) -> list[tuple[str, str]]: ...
+    def origins(self) -> list[tuple[str, str]]:
+        """(setting, origin) of each directory setting."""
 
 @final
 class FenceResult:
+    """How a fence ended: ``success`` only for an answer of success."""
+
     @property
     def kind(
         self,
@@ -79,6 +96,8 @@ class FenceResult:
 
 @final
 class UnfenceResult:
+    """How an unfence ended, with the records it removed."""
+
     @property
     def kind(self) -> Literal["removed", "nothing_to_remove", "failed"]: ...
     @property
@@ -86,28 +105,28 @@ class UnfenceResult:
     @property
     def message(self) -> str: ...
 
-def resolve_settings(
-    *,
-    request_dir: str | None = None,
-    response_dir: str | None = None,
-    log_dir: str | None = None,
-    fence_timeout: str | None = None,
-    poll_interval: str | None = None,
-    force_poll: str | None = None,
-    kubectl_path: str | None = None,
-    discovery_timeout: str | None = None,
-    log_mode: str | None = None,
-    stale_age: str | None = None,
-    nnf_config: str | None = None,
-) -> Settings: ...
+def resolve_settings(**options: str | None) -> Settings:
+    """Resolves the settings: each given value, else its environment variable,
+    else NNF's shared config (the directories), else the default.
+
+    The keywords are the names of ``SETTINGS``; None means not given. Raises
+    SettingsError listing every invalid value, TypeError for an unknown name.
+    """
+
 def fence(
     settings: Settings,
     action: str,
     target: bytes,
     recorder_node: str | None = None,
     interrupted: Callable[[], str | None] | None = None,
-) -> FenceResult: ...
-def check_directories(settings: Settings, create: bool = False) -> list[str]: ...
+) -> FenceResult:
+    """Writes a fence request for ``target`` and waits for the answer, its
+    timeout, or ``interrupted`` returning a signal name; never raises for an
+    expected outcome, and records every attempt in the logs."""
+
+def check_directories(settings: Settings, create: bool = False) -> list[str]:
+    """Problems with the directories (empty: none); ``create`` makes missing ones."""
+
 def run_responder(
     request_dir: str,
     response_dir: str,
@@ -120,12 +139,29 @@ def run_responder(
     verbose: bool = True,
     answer_delay: float = 0.0,
     nothing_found: list[str] | None = None,
-) -> int: ...
-def is_fenced(settings: Settings, target: bytes) -> bool: ...
-def fenced_targets(settings: Settings) -> list[str]: ...
-def unfence(
-    settings: Settings, target: bytes, recorder_node: str | None = None
-) -> UnfenceResult: ...
-def clean_stale(settings: Settings) -> list[str]: ...
-def nnf_warnings(settings: Settings) -> list[str]: ...
-def mount_report(settings: Settings) -> list[tuple[str, str | None]]: ...
+) -> int:
+    """Plays the storage side on the directories until a signal; returns the
+    number of answers written. Raises OSError (FileNotFoundError,
+    PermissionError) when a directory cannot be used."""
+
+def is_fenced(settings: Settings, target: bytes) -> bool:
+    """True while nnf-sos counts ``target`` fenced. Raises OSError
+    (FileNotFoundError, PermissionError) when the response directory cannot be
+    read, ValueError for an unacceptable target name."""
+
+def fenced_targets(settings: Settings) -> list[str]:
+    """The targets nnf-sos counts fenced, each escaped to one field of one
+    line; OSError as for ``is_fenced``."""
+
+def unfence(settings: Settings, target: bytes, recorder_node: str | None = None) -> UnfenceResult:
+    """Keeps a copy of ``target``'s fenced records under the log directory,
+    removes them, and records the event."""
+
+def clean_stale(settings: Settings) -> list[str]:
+    """Removes requests and temp files older than ``stale_age``; returns problems."""
+
+def nnf_warnings(settings: Settings) -> list[str]:
+    """Signs that nnf-sos does not serve the configured directories."""
+
+def mount_report(settings: Settings) -> list[tuple[str, str | None]]:
+    """(description, warning or None) of each directory's file system."""

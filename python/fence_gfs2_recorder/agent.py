@@ -258,21 +258,12 @@ def resolve_settings(options: dict[str, Any]) -> _native.Settings:
         return None if value is None else str(value)
 
     try:
-        return _native.resolve_settings(
-            request_dir=opt("request_dir"),
-            response_dir=opt("response_dir"),
-            log_dir=opt("log_dir"),
-            fence_timeout=opt("fence_timeout"),
-            poll_interval=opt("poll_interval"),
-            force_poll=opt("force_poll"),
-            kubectl_path=opt("kubectl_path"),
-            discovery_timeout=opt("discovery_timeout"),
-            log_mode=opt("log_mode"),
-            stale_age=opt("stale_age"),
-            nnf_config=opt("nnf_config"),
-        )
+        return _native.resolve_settings(**{name: opt(name) for name, _ in _native.SETTINGS})
     except _native.SettingsError as e:
-        _fail(str(e))
+        # One line per bad setting, each naming its source and value.
+        for line in str(e).splitlines():
+            logging.error("Failed: %s", one_line(line))
+        sys.exit(EXIT_FAILED)
 
 
 def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
