@@ -161,6 +161,14 @@ def used_longopts() -> dict[str, int]:
                         and arg.value in own
                     ):
                         used.setdefault("--" + str(own[arg.value]["longopt"]), node.lineno)
+        # ... or all of them at once, for every setting the engine resolves.
+        from fence_gfs2_recorder import _native
+
+        for node in ast.walk(tree):
+            if isinstance(node, ast.comprehension) and "SETTINGS" in ast.unparse(node.iter):
+                for name, _env in _native.SETTINGS:
+                    longopt = own[name]["longopt"] if name in own else name.replace("_", "-")
+                    used.setdefault("--" + str(longopt), node.target.lineno)
     return used
 
 
