@@ -29,6 +29,7 @@ use tracing::{error, info, warn};
 use crate::journal::{escape_line, lossless_text, EventStatus, FenceEvent, Journal};
 use crate::nnf_view::{self, Entry, Verdict, HEAD_CAP};
 use crate::protocol;
+use crate::recent;
 use crate::settings::Settings;
 use crate::spool;
 
@@ -71,6 +72,13 @@ pub fn is_fenced(response_dir: &Path, node: &str) -> io::Result<bool> {
         ))),
         None => Ok(false),
     }
+}
+
+/// What `status` answers: [`is_fenced`], or a response that a recent record
+/// of `log_dir` names for `node` and that, looked up by name, nnf-sos still
+/// counts (a listing can lag behind a lookup by name on network mounts).
+pub fn status(response_dir: &Path, log_dir: &Path, node: &str) -> io::Result<bool> {
+    Ok(is_fenced(response_dir, node)? || recent::fenced_by_name(log_dir, response_dir, node))
 }
 
 /// A target as one field of one line of `list` output: a host name is

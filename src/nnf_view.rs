@@ -828,6 +828,17 @@ pub fn scan_responses(dir: &Path, head_cap: usize) -> io::Result<Vec<Entry>> {
     })
 }
 
+/// Whether nnf-sos counts the one response file at `path`, looked up by its
+/// name rather than found in a listing, as fencing `node`.
+pub fn response_counts_for(path: &Path, node: &str) -> bool {
+    match read_like_go(path, 0).0 {
+        FileRead::Decoded(d) => {
+            matches!(d.result, Ok(f) if ResponseView::from_fields(&f).counts_for(node))
+        }
+        FileRead::Skipped(_) | FileRead::Stuck(_) => false,
+    }
+}
+
 /// A request nnf-sos would act on: its `FenceRequest` fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestView {

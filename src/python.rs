@@ -20,7 +20,6 @@ use crate::health;
 use crate::journal::{self, Journal};
 use crate::nnf_checks;
 use crate::protocol;
-use crate::recent;
 use crate::responder::{self, Mode, ResponderConfig};
 use crate::settings::{self as engine_settings, SettingsInput};
 
@@ -395,12 +394,8 @@ fn is_fenced(py: Python<'_>, settings: &PySettings, target: Vec<u8>) -> PyResult
     let target = target_text(&target)?;
     let dir = settings.inner.response_dir.clone();
     let log_dir = settings.inner.log_dir.clone();
-    py.detach(move || {
-        // A listing can lag behind a lookup by name on network mounts.
-        fenced::is_fenced(&dir, &target)
-            .map(|fenced| fenced || recent::fenced_by_name(&log_dir, &dir, &target))
-    })
-    .map_err(io_error)
+    py.detach(move || fenced::status(&dir, &log_dir, &target))
+        .map_err(io_error)
 }
 
 /// The targets nnf-sos counts fenced, each escaped to one field of one line.

@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::journal::DETAILED_LOG_NAME;
-use crate::protocol::{self, MAX_RESPONSE_BYTES};
-use crate::spool::{self, FileRead};
+use crate::nnf_view;
 
 /// How much of the end of the detailed log is read (recent records only).
 pub const TAIL_BYTES: u64 = 256 * 1024;
@@ -65,23 +64,12 @@ pub fn named_responses(log_dir: &Path, response_dir: &Path, target: &str) -> Vec
     out
 }
 
-/// Whether `path` (read by name) is a successful response for `target`.
-pub fn is_fenced_record(path: &Path, target: &str) -> bool {
-    let Ok(FileRead::Bytes(bytes)) = spool::read_regular(path, MAX_RESPONSE_BYTES) else {
-        return false;
-    };
-    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) else {
-        return false;
-    };
-    protocol::is_success(&obj) && obj.get("target_node").and_then(Value::as_str) == Some(target)
-}
-
 /// Whether a response this log directory's recent records name for `target`
 /// is, looked up by name, still a successful response for it.
 pub fn fenced_by_name(log_dir: &Path, response_dir: &Path, target: &str) -> bool {
     named_responses(log_dir, response_dir, target)
         .iter()
-        .any(|p| is_fenced_record(p, target))
+        .any(|p| nnf_view::response_counts_for(p, target))
 }
 
 #[cfg(test)]
