@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from conftest import RESPONDER
+from helpers import all_pids, comm_of, parent_of, start_time, stat_fields
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO / "scripts" / "install.sh"
@@ -97,36 +98,6 @@ def skip_reason() -> str | None:
 # ---------------------------------------------------------------- processes
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # comm may hold spaces and parentheses: split after the last ")".
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def start_time(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return None if fields is None else int(fields[19])
-
-
-def parent_of(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return None if fields is None else int(fields[1])
-
-
-def comm_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
 def cluster_processes() -> list[tuple[int, str]]:
     """Every corosync or Pacemaker daemon on the machine."""
     found = []
@@ -149,7 +120,7 @@ class Proc:
         st = start_time(self.pid)
         if st is None or st != self.started:
             return False
-        fields = _stat_fields(self.pid)
+        fields = stat_fields(self.pid)
         return fields is not None and fields[0] != "Z"
 
     def signal(self, sig: int) -> None:

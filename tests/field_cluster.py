@@ -42,6 +42,8 @@ from typing import Any
 import pytest
 from cluster_env import Proc, cluster_processes, find_binary, system_env, wait_until
 
+from helpers import comm_of
+
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO / "scripts" / "install.sh"
 NS_PREFIX = "fgr-"
@@ -303,10 +305,8 @@ class FieldCluster:
                     f"the namespace holder of {node.name} exited {holder.returncode}:\n"
                     + (d / f"holder-{node.boots}.out").read_text(errors="replace")
                 )
-            pid = str(holder.pid)
-            return (
-                ready.exists() and ready.read_text().strip() == pid and _comm(holder.pid) == "sleep"
-            )
+            written = ready.exists() and ready.read_text().strip() == str(holder.pid)
+            return written and comm_of(holder.pid) == "sleep"
 
         wait_until(f"the namespaces of {node.name}", anchored, timeout=20, interval=0.05)
         node.procs = [Proc(holder.pid, f"{node.name}:holder")]
@@ -624,7 +624,7 @@ class FieldCluster:
             if not left:
                 break
             for pid in left:
-                proc = Proc(pid, _comm(pid))
+                proc = Proc(pid, comm_of(pid))
                 proc.signal(signal.SIGKILL)
             time.sleep(0.1)
         if node.holder is not None and node.holder.poll() is None:
@@ -687,13 +687,6 @@ class FieldCluster:
 def ns_pids(ns: str) -> list[int]:
     r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=30)
     return [int(x) for x in r.stdout.split() if x.isdigit()]
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def commands_of(block: str) -> list[list[str]]:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, Dirs, clean_env, run_agent
+from helpers import assert_group_gone
 
 TARGET = "compute-node-3"
 NAMES = ["nnf-storage-1", "nnf-storage-4", "default-wf-gfs2c-0-gfs2-0"]
@@ -65,29 +66,6 @@ def final_record(dirs: Dirs) -> dict[str, Any]:
     records = dirs.jsonl()
     assert [r["status"] for r in records] == ["initiated", "completed"], records
     return records[-1]
-
-
-def live_group_members(group: int) -> list[int]:
-    """Processes of a process group that are still running (zombies aside)."""
-    live = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == group and fields[0] != "Z":
-            live.append(int(entry.name))
-    return live
-
-
-def assert_group_gone(group: int) -> None:
-    end = time.monotonic() + 5
-    while live_group_members(group):
-        assert time.monotonic() < end, f"process group {group}: {live_group_members(group)}"
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("via", ["stdin", "argv"])
