@@ -65,73 +65,84 @@ fn path_str(p: &std::path::Path) -> String {
     p.display().to_string()
 }
 
-#[pymethods]
-impl PySettings {
-    #[getter]
-    fn request_dir(&self) -> String {
-        path_str(&self.inner.request_dir)
-    }
-    #[getter]
-    fn response_dir(&self) -> String {
-        path_str(&self.inner.response_dir)
-    }
-    #[getter]
-    fn log_dir(&self) -> String {
-        path_str(&self.inner.log_dir)
-    }
-    #[getter]
-    fn main_log(&self) -> String {
-        path_str(&self.inner.main_log)
-    }
-    #[getter]
-    fn fence_timeout(&self) -> f64 {
-        self.inner.fence_timeout.as_secs_f64()
-    }
-    #[getter]
-    fn poll_interval(&self) -> f64 {
-        self.inner.poll_interval.as_secs_f64()
-    }
-    #[getter]
-    fn force_poll(&self) -> bool {
-        self.inner.force_poll
-    }
-    #[getter]
-    fn kubectl_path(&self) -> Option<String> {
-        self.inner.kubectl_path.as_deref().map(path_str)
-    }
-    #[getter]
-    fn discovery_timeout(&self) -> f64 {
-        self.inner.discovery_timeout.as_secs_f64()
-    }
-    #[getter]
-    fn log_mode(&self) -> u32 {
-        self.inner.log_mode
-    }
-    #[getter]
-    fn stale_age(&self) -> f64 {
-        self.inner.stale_age.as_secs_f64()
-    }
-    #[getter]
-    fn nnf_config(&self) -> Option<String> {
-        self.inner.nnf_config.as_deref().map(path_str)
-    }
-    #[getter]
-    fn nnf_config_origin(&self) -> String {
-        self.inner.nnf_config_origin.clone()
-    }
-    #[getter]
-    fn nnf_config_notes(&self) -> Vec<String> {
-        self.inner.nnf_config_notes.clone()
-    }
-    /// (setting, origin) for each directory setting.
-    #[getter]
-    fn origins(&self) -> Vec<(String, String)> {
-        self.inner.origins.clone()
-    }
-    fn __repr__(&self) -> String {
-        format!("Settings({:?})", self.inner)
+/// How a resolved value is shown to Python: paths as str, durations as
+/// seconds (float), the rest as they are.
+trait ToPython {
+    type Out;
+    fn to_python(&self) -> Self::Out;
+}
+
+impl ToPython for PathBuf {
+    type Out = String;
+    fn to_python(&self) -> String {
+        path_str(self)
     }
 }
+
+impl ToPython for Option<PathBuf> {
+    type Out = Option<String>;
+    fn to_python(&self) -> Option<String> {
+        self.as_deref().map(path_str)
+    }
+}
+
+impl ToPython for Duration {
+    type Out = f64;
+    fn to_python(&self) -> f64 {
+        self.as_secs_f64()
+    }
+}
+
+/// Values Python receives unchanged.
+macro_rules! to_python_as_is {
+    ($($ty:ty),*) => {$(
+        impl ToPython for $ty {
+            type Out = $ty;
+            fn to_python(&self) -> $ty {
+                self.clone()
+            }
+        }
+    )*};
+}
+to_python_as_is!(bool, u32, String, Vec<String>, Vec<(String, String)>);
+
+/// One read-only getter per row of the settings table, with its doc.
+macro_rules! settings_getters {
+    (
+        resolve($r:ident, $shared:ident);
+        options { $(
+            $(#[$doc:meta])*
+            $name:ident: $ty:ty, $env:expr, $how:ident($($arg:expr),*);
+        )* }
+        derived { $(
+            $(#[$ddoc:meta])*
+            $dname:ident: $dty:ty = $dvalue:expr;
+        )* }
+    ) => {
+        #[pymethods]
+        impl PySettings {
+            $(
+                $(#[$doc])*
+                #[getter]
+                fn $name(&self) -> <$ty as ToPython>::Out {
+                    self.inner.$name.to_python()
+                }
+            )*
+            $(
+                $(#[$ddoc])*
+                #[getter]
+                fn $dname(&self) -> <$dty as ToPython>::Out {
+                    self.inner.$dname.to_python()
+                }
+            )*
+            fn __repr__(&self) -> String {
+                format!("Settings({:?})", self.inner)
+            }
+        }
+    };
+}
+
+engine_settings::settings_table!(settings_getters);
 
 /// Resolves settings: explicit values, then environment, then defaults.
 /// The keywords are the names in `SETTINGS`; None means not given.

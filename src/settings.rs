@@ -47,11 +47,71 @@ pub const ENV_STALE_AGE: &str = "FENCE_STALE_AGE";
 /// ever touched).
 pub const DEFAULT_STALE_AGE_SECS: f64 = 3600.0;
 
-/// The settings given as options: each with the environment variable read
-/// when the option is absent. One line per setting; `SettingsInput`, its
-/// setter by name and `SETTINGS` are made from it.
+/// The one table of settings. Each option row gives its name, type, the
+/// environment variable read when the option is absent, and how it resolves
+/// (a `Resolver` method and its arguments); derived rows are computed from the
+/// rows above them. `SettingsInput`, `SETTINGS`, `Settings` and its resolution
+/// (`settings_items`) and the binding's getters (`python.rs`) are all made
+/// from it: adding a setting is one row here, plus its documentation.
+///
+/// Rows resolve in order, so a row may use the ones above it
+/// (`stale_age` defaults to twice `fence_timeout`).
 macro_rules! settings_table {
-    ($($name:ident: $env:expr,)*) => {
+    ($then:ident) => {
+        $then! {
+            resolve(r, shared);
+            options {
+                request_dir: PathBuf, ENV_REQUEST_DIR,
+                    path(shared.value(REQUEST_NAME), DEFAULT_REQUEST_DIR);
+                response_dir: PathBuf, ENV_RESPONSE_DIR,
+                    path(shared.value(RESPONSE_NAME), DEFAULT_RESPONSE_DIR);
+                log_dir: PathBuf, ENV_LOG_DIR, path(None, DEFAULT_LOG_DIR);
+                fence_timeout: Duration, ENV_FENCE_TIMEOUT, seconds(FENCE_TIMEOUT);
+                poll_interval: Duration, ENV_POLL_INTERVAL, seconds(POLL_INTERVAL);
+                force_poll: bool, ENV_FORCE_POLL, flag();
+                /// None: GFS2 discovery is switched off (`kubectl_path` set to
+                /// empty). A bare name is looked up in PATH when it runs.
+                kubectl_path: Option<PathBuf>, ENV_KUBECTL, command("kubectl");
+                discovery_timeout: Duration, ENV_DISCOVERY_TIMEOUT,
+                    seconds(DISCOVERY_TIMEOUT);
+                log_mode: u32, ENV_LOG_MODE, mode(DEFAULT_LOG_MODE);
+                /// Requests and dot-temps older than this are leftovers of
+                /// killed agents.
+                stale_age: Duration, ENV_STALE_AGE,
+                    seconds_or(secs(STALE_AGE.default).max(fence_timeout * 2), STALE_AGE);
+                /// NNF's shared config.py read (None: none); see `nnf_config`.
+                /// It is read first, as the directories may come from it.
+                nnf_config: Option<PathBuf>, nnf_config::ENV_PATH,
+                    read_first(shared.path.clone());
+            }
+            derived {
+                /// `FENCE_LOG`, else the main log in `log_dir`.
+                main_log: PathBuf = r.main_log(&log_dir);
+                /// How NNF's shared config was found.
+                nnf_config_origin: String = shared.origin.clone();
+                /// The statements of NNF's shared config its reader ignored.
+                nnf_config_notes: Vec<String> = shared.parsed.notes.clone();
+                /// (setting, origin) for each directory setting.
+                origins: Vec<(String, String)> = std::mem::take(&mut r.origins);
+            }
+        }
+    };
+}
+pub(crate) use settings_table;
+
+/// Makes the settings' types and their resolution from `settings_table`.
+macro_rules! settings_items {
+    (
+        resolve($r:ident, $shared:ident);
+        options { $(
+            $(#[$doc:meta])*
+            $name:ident: $ty:ty, $env:expr, $how:ident($($arg:expr),*);
+        )* }
+        derived { $(
+            $(#[$ddoc:meta])*
+            $dname:ident: $dty:ty = $dvalue:expr;
+        )* }
+    ) => {
         /// Raw values as the caller received them (None: not given).
         #[derive(Debug, Clone, Default)]
         pub struct SettingsInput {
@@ -79,23 +139,24 @@ macro_rules! settings_table {
                 true
             }
         }
+
+        /// Resolved, validated settings.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Settings {
+            $($(#[$doc])* pub $name: $ty,)*
+            $($(#[$ddoc])* pub $dname: $dty,)*
+        }
+
+        /// Every row of the table, in order; errors are collected in `$r`.
+        fn resolve_rows($r: &mut Resolver<'_>, $shared: nnf_config::Shared) -> Settings {
+            $(let $name: $ty = $r.$how(stringify!($name) $(, $arg)*);)*
+            $(let $dname: $dty = $dvalue;)*
+            Settings { $($name,)* $($dname,)* }
+        }
     };
 }
 
-settings_table! {
-    request_dir: ENV_REQUEST_DIR,
-    response_dir: ENV_RESPONSE_DIR,
-    log_dir: ENV_LOG_DIR,
-    fence_timeout: ENV_FENCE_TIMEOUT,
-    poll_interval: ENV_POLL_INTERVAL,
-    force_poll: ENV_FORCE_POLL,
-    kubectl_path: ENV_KUBECTL,
-    discovery_timeout: ENV_DISCOVERY_TIMEOUT,
-    log_mode: ENV_LOG_MODE,
-    stale_age: ENV_STALE_AGE,
-    // NNF's shared config.py (empty: none); see `nnf_config`.
-    nnf_config: nnf_config::ENV_PATH,
-}
+settings_table!(settings_items);
 
 /// Every environment variable the settings read: one per setting, and
 /// `FENCE_LOG`, which moves the main log.
@@ -105,32 +166,6 @@ pub fn environment() -> Vec<&'static str> {
         .map(|(_, env)| *env)
         .chain([ENV_FENCE_LOG])
         .collect()
-}
-
-/// Resolved, validated settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    pub request_dir: PathBuf,
-    pub response_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub main_log: PathBuf,
-    pub fence_timeout: Duration,
-    pub poll_interval: Duration,
-    pub force_poll: bool,
-    /// None: GFS2 discovery is switched off (`kubectl_path` set to empty).
-    /// A bare name is looked up in PATH when it runs.
-    pub kubectl_path: Option<PathBuf>,
-    pub discovery_timeout: Duration,
-    pub log_mode: u32,
-    /// Requests and dot-temps older than this are leftovers of killed agents.
-    pub stale_age: Duration,
-    /// The shared NNF config read (None: none), how it was found, and the
-    /// statements its reader ignored.
-    pub nnf_config: Option<PathBuf>,
-    pub nnf_config_origin: String,
-    pub nnf_config_notes: Vec<String>,
-    /// Where each directory setting came from: (setting, origin).
-    pub origins: Vec<(String, String)>,
 }
 
 /// A setting that is present but unusable.
@@ -313,6 +348,11 @@ impl Resolver<'_> {
         self.parsed(raw, default, Duration::ZERO, parse)
     }
 
+    /// A value resolved before the table is (NNF's shared config).
+    fn read_first<T>(&mut self, _setting: &'static str, value: T) -> T {
+        value
+    }
+
     fn flag(&mut self, setting: &'static str) -> bool {
         let raw = self.raw(setting);
         self.parsed(raw, false, false, boolean)
@@ -445,43 +485,7 @@ pub fn resolve(
     let needed = r.raw("request_dir").is_none() || r.raw("response_dir").is_none();
     let shared = nnf_config::shared(&input.nnf_config, &env, needed);
     let shared = r.check(shared, nnf_config::Shared::default());
-    let request_dir = r.path(
-        "request_dir",
-        shared.value(REQUEST_NAME),
-        DEFAULT_REQUEST_DIR,
-    );
-    let response_dir = r.path(
-        "response_dir",
-        shared.value(RESPONSE_NAME),
-        DEFAULT_RESPONSE_DIR,
-    );
-    let log_dir = r.path("log_dir", None, DEFAULT_LOG_DIR);
-    let main_log = r.main_log(&log_dir);
-    let fence_timeout = r.seconds("fence_timeout", FENCE_TIMEOUT);
-    let poll_interval = r.seconds("poll_interval", POLL_INTERVAL);
-    let force_poll = r.flag("force_poll");
-    let kubectl_path = r.command("kubectl_path", "kubectl");
-    let discovery_timeout = r.seconds("discovery_timeout", DISCOVERY_TIMEOUT);
-    let log_mode = r.mode("log_mode", DEFAULT_LOG_MODE);
-    let stale_default = secs(STALE_AGE.default).max(fence_timeout * 2);
-    let stale_age = r.seconds_or("stale_age", stale_default, STALE_AGE);
-    let settings = Settings {
-        request_dir,
-        response_dir,
-        log_dir,
-        main_log,
-        fence_timeout,
-        poll_interval,
-        force_poll,
-        kubectl_path,
-        discovery_timeout,
-        log_mode,
-        stale_age,
-        nnf_config: shared.path,
-        nnf_config_origin: shared.origin,
-        nnf_config_notes: shared.parsed.notes,
-        origins: std::mem::take(&mut r.origins),
-    };
+    let settings = resolve_rows(&mut r, shared);
     cross_checks(&mut r, &settings);
     if !r.errors.is_empty() {
         return Err(SettingsErrors(r.errors));

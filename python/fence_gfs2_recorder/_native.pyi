@@ -42,33 +42,47 @@ class Settings:
     """Resolved, validated settings (read-only); durations in seconds."""
 
     @property
-    def request_dir(self) -> str: ...
+    def request_dir(self) -> str:
+        """Where requests are published (option, environment, NNF config, default)."""
     @property
-    def response_dir(self) -> str: ...
+    def response_dir(self) -> str:
+        """Where the storage side writes its answers, and keeps them."""
     @property
-    def log_dir(self) -> str: ...
+    def log_dir(self) -> str:
+        """The directory of the three logs."""
     @property
-    def main_log(self) -> str: ...
+    def main_log(self) -> str:
+        """The main log: ``FENCE_LOG``, else ``fence-events.log`` in ``log_dir``."""
     @property
-    def fence_timeout(self) -> float: ...
+    def fence_timeout(self) -> float:
+        """How long a fence waits for its answer, ``delay`` included."""
     @property
-    def poll_interval(self) -> float: ...
+    def poll_interval(self) -> float:
+        """How often the response directory is listed when polling."""
     @property
-    def force_poll(self) -> bool: ...
+    def force_poll(self) -> bool:
+        """Poll only, never watch (directories whose changes are not notified)."""
     @property
-    def kubectl_path(self) -> str | None: ...
+    def kubectl_path(self) -> str | None:
+        """kubectl for GFS2 discovery; None: discovery is off."""
     @property
-    def discovery_timeout(self) -> float: ...
+    def discovery_timeout(self) -> float:
+        """The longest discovery may run; the fence never waits for it."""
     @property
-    def log_mode(self) -> int: ...
+    def log_mode(self) -> int:
+        """The mode of log files the agent creates."""
     @property
-    def stale_age(self) -> float: ...
+    def stale_age(self) -> float:
+        """Leftover requests older than this are removed by ``monitor``."""
     @property
-    def nnf_config(self) -> str | None: ...
+    def nnf_config(self) -> str | None:
+        """NNF's shared config.py that was read; None: none."""
     @property
-    def nnf_config_origin(self) -> str: ...
+    def nnf_config_origin(self) -> str:
+        """How that config was found, or why none was read."""
     @property
-    def nnf_config_notes(self) -> list[str]: ...
+    def nnf_config_notes(self) -> list[str]:
+        """The statements of that config its reader ignored."""
     @property
     def origins(self) -> list[tuple[str, str]]:
         """(setting, origin) of each directory setting."""
