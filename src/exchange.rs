@@ -341,6 +341,17 @@ fn judge_nothing_found(
     Verdict::Stands(note)
 }
 
+/// Records a fence the agent refuses before any exchange (`why`: e.g. the
+/// node named is the host the agent runs on): one final record, nothing sent.
+pub fn refuse(journal: &Journal, call: &FenceCall<'_>, why: &str) -> FenceOutcome {
+    let base = EventBase::new(call);
+    info!(
+        "Fence action requested: {} for target: {}",
+        call.action, base.target
+    );
+    base.close(journal, Ending::refused(&base.target, why))
+}
+
 /// Runs one fence exchange. `interrupted` is asked at least every 50 ms
 /// during the wait and ends it when it returns a reason.
 pub fn fence(

@@ -293,6 +293,30 @@ fn fence(
     })
 }
 
+/// Records a fence refused before any request is written (`why` says why).
+#[pyfunction]
+#[pyo3(signature = (settings, action, target, why, recorder_node=None))]
+fn refuse(
+    py: Python<'_>,
+    settings: &PySettings,
+    action: String,
+    target: Vec<u8>,
+    why: String,
+    recorder_node: Option<String>,
+) -> FenceResult {
+    let s = settings.inner.clone();
+    py.detach(move || {
+        let journal = journal_for(&s);
+        let recorder = recorder_node.unwrap_or_else(exchange::host_name);
+        let call = FenceCall {
+            action: &action,
+            target: &target,
+            recorder_node: &recorder,
+        };
+        journal::with_main_log(&journal, || exchange::refuse(&journal, &call, &why)).into()
+    })
+}
+
 /// Problems that stop the agent from working (empty: none). With `create`,
 /// missing directories are created first.
 #[pyfunction]
@@ -479,6 +503,7 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FenceResult>()?;
     m.add_class::<UnfenceResult>()?;
     m.add_function(wrap_pyfunction!(resolve_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(refuse, m)?)?;
     m.add_function(wrap_pyfunction!(fence, m)?)?;
     m.add_function(wrap_pyfunction!(check_directories, m)?)?;
     m.add_function(wrap_pyfunction!(run_responder, m)?)?;

@@ -87,7 +87,13 @@ def test_fixed_port_for_another_node_is_refused(
     assert "refusing" in r.stderr, r.stderr
     assert list(dirs.req.iterdir()) == []
     assert kept.exists()
-    assert [x for x in dirs.jsonl() if x.get("target_node") == "compute-node-2"] == []
+    # A refused fence is one final record and nothing sent; status and on write none.
+    records = [(x["status"], x["details"]) for x in dirs.jsonl()]
+    if action in ("reboot", "off"):
+        assert len(records) == 1 and records[0][0] == "failed", records
+        assert "refused target" in records[0][1] and "'some-other-node'" in records[0][1]
+    else:
+        assert records == []
     assert cib_calls(tmp_path), "the agent did not consult the CIB"
 
 
@@ -146,6 +152,11 @@ def test_fencing_the_own_host_is_refused(dirs: Dirs, responder, action: str) -> 
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "is this host" in r.stderr, r.stderr
     assert list(dirs.req.iterdir()) == [] and dirs.responses() == []
+    # The attempt Pacemaker made is still recorded, in the journal and the main log.
+    (record,) = dirs.jsonl()
+    assert record["status"] == "failed" and record["target_node"] == me, record
+    assert "is this host" in record["details"], record
+    assert "is this host" in (dirs.log / "fence-events.log").read_text()
 
 
 def test_own_host_can_be_unfenced_and_asked(dirs: Dirs) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "is_fenced",
     "mount_report",
     "nnf_warnings",
+    "refuse",
     "resolve_settings",
     "run_responder",
     "unfence",
@@ -137,6 +138,16 @@ def fence(
     """Writes a fence request for ``target`` and waits for the answer, its
     timeout, or ``interrupted`` returning a signal name; never raises for an
     expected outcome, and records every attempt in the logs."""
+
+def refuse(
+    settings: Settings,
+    action: str,
+    target: bytes,
+    why: str,
+    recorder_node: str | None = None,
+) -> FenceResult:
+    """Records a fence of ``target`` refused before any request is written
+    (``why`` says why); the result is of kind ``refused``."""
 
 def check_directories(settings: Settings, create: bool = False) -> list[str]:
     """Problems with the directories (empty: none); ``create`` makes missing ones."""

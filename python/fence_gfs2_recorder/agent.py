@@ -270,7 +270,6 @@ def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
     from . import _native
 
     target = str(options.get("--plug", ""))
-    shown = one_line(target)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     result = _native.fence(
@@ -278,6 +277,12 @@ def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
     )
     # From here on the outcome is decided and recorded: a signal arriving now
     # is only noted, and the exit code follows the record.
+    return report_fence(target, result)
+
+
+def report_fence(target: str, result: _native.FenceResult) -> int:
+    """One line for Pacemaker's log, and the exit code of the recorded outcome."""
+    shown = one_line(target)
     if result.success:
         print(
             f"Success: {shown} fenced ({one_line(result.action_performed or 'off')}) "
@@ -515,6 +520,11 @@ def run() -> int:
     refusal = victim.check_victim(options.get("--nodename"), target)
     if refusal is None and action not in ("status", "on") and victim.is_own_host(target):
         refusal = f"{target!r} is this host: its storage side cannot detach the host it runs on"
+    if refusal is not None and action in ("off", "reboot"):
+        # A fence Pacemaker asked for is recorded even when nothing is sent.
+        from . import _native
+
+        return report_fence(target, _native.refuse(settings, action, os.fsencode(target), refusal))
     if refusal is not None:
         logging.error("Failed: %s", one_line(refusal))
         return EXIT_FAILED
