@@ -179,7 +179,7 @@ pub fn unfence(
     let mut removed: Vec<PathBuf> = Vec::new();
     let mut waited_for: BTreeSet<PathBuf> = BTreeSet::new();
     let leftovers = loop {
-        let entries = match nnf_view::scan_responses(&settings.response_dir, HEAD_CAP) {
+        let mut entries = match nnf_view::scan_responses(&settings.response_dir, HEAD_CAP) {
             Ok(e) => e,
             // No response directory holds no fenced record: a node whose
             // storage side is elsewhere (the rabbit, unfenced from a compute)
@@ -187,6 +187,7 @@ pub fn unfence(
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return fail(&notes, e.to_string()),
         };
+        entries.extend(named_but_not_listed(settings, target, &entries));
         let mine = counted_for(&entries, target);
         let writing: Vec<&Entry> = entries
             .iter()
@@ -265,6 +266,17 @@ pub fn unfence(
     notes.insert(0, format!("removed {} fenced record(s)", removed.len()));
     journal.record(&event(EventStatus::Unfenced, notes.join("; ")));
     UnfenceOutcome::Removed(removed)
+}
+
+/// The responses this log directory's recent records name for `node` that
+/// the listing did not show: a network mount may list a directory from a
+/// cache for seconds after a fence, while a lookup by name is fresh.
+fn named_but_not_listed(settings: &Settings, node: &str, listed: &[Entry]) -> Vec<Entry> {
+    recent::named_responses(&settings.log_dir, &settings.response_dir, node)
+        .into_iter()
+        .filter(|p| !listed.iter().any(|e| &e.path == p))
+        .filter_map(|p| nnf_view::response_at(&p, HEAD_CAP))
+        .collect()
 }
 
 /// A response that may still become a record of `node`: it does not parse
@@ -622,5 +634,39 @@ mod tests {
         let t0 = Instant::now();
         unfence(&s, &j, b"n3", "rabbit");
         assert!(t0.elapsed() < SETTLE_LIMIT);
+    }
+
+    #[test]
+    fn responses_named_by_recent_records_count_when_the_listing_lags() {
+        let d = TempDir::new("fenced");
+        let s = settings(&d);
+        fs::create_dir_all(&s.log_dir).unwrap();
+        fs::create_dir_all(&s.response_dir).unwrap();
+        let ours = s
+            .response_dir
+            .join(format!("{}.json", uuid::Uuid::new_v4()));
+        let record = serde_json::json!({
+            "status": "completed",
+            "target_node": "n3",
+            "response_file": ours.display().to_string(),
+        });
+        fs::write(
+            s.log_dir.join(crate::journal::DETAILED_LOG_NAME),
+            format!("{record}\n"),
+        )
+        .unwrap();
+        // Named but not there (yet, or any more): nothing to add.
+        assert!(named_but_not_listed(&s, "n3", &[]).is_empty());
+        fs::write(&ours, r#"{"target_node":"n3","success":true}"#).unwrap();
+        // A listing that does not show it yet: found by its name.
+        let found = named_but_not_listed(&s, "n3", &[]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, ours);
+        assert_eq!(counted_for(&found, "n3").len(), 1);
+        // Listed already: not read twice.
+        let listed = nnf_view::scan_responses(&s.response_dir, HEAD_CAP).unwrap();
+        assert!(named_but_not_listed(&s, "n3", &listed).is_empty());
+        // Only the target's records are followed.
+        assert!(named_but_not_listed(&s, "n4", &[]).is_empty());
     }
 }

@@ -815,7 +815,32 @@ fn special(ft: &fs::FileType) -> Option<FileRead> {
 /// first `head_cap` bytes of each are kept. Fails only when the directory
 /// cannot be listed.
 pub fn scan_responses(dir: &Path, head_cap: usize) -> io::Result<Vec<Entry>> {
-    scan(dir, head_cap, has_json_ext, |fields| match fields {
+    scan(dir, head_cap, has_json_ext, judge_response)
+}
+
+/// The one response file at `path`, looked up by its name rather than found
+/// in a listing, as [`scan_responses`] would show it (None: no such file, or
+/// a directory).
+pub fn response_at(path: &Path, head_cap: usize) -> Option<Entry> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    if meta.is_dir() {
+        return None;
+    }
+    let entry = entry_of(
+        path.to_path_buf(),
+        meta.is_symlink(),
+        head_cap,
+        judge_response,
+    );
+    // A link to nothing, or a name gone since the lookup.
+    match &entry.verdict {
+        Verdict::Skipped { .. } if entry.modified.is_none() => None,
+        _ => Some(entry),
+    }
+}
+
+fn judge_response(fields: Result<Fields, SyntaxError>) -> Verdict {
+    match fields {
         Ok(f) => Verdict::Read(ResponseView::from_fields(&f)),
         Err(e) => Verdict::Skipped {
             incomplete: e.at_end,
@@ -825,7 +850,7 @@ pub fn scan_responses(dir: &Path, head_cap: usize) -> io::Result<Vec<Entry>> {
             }),
             why: format!("not valid JSON: {}", e.message),
         },
-    })
+    }
 }
 
 /// Whether nnf-sos counts the one response file at `path`, looked up by its
@@ -913,32 +938,41 @@ fn scan(
         if ft.is_dir() {
             continue;
         }
-        let path = entry.path();
-        let (read, modified) = read_like_go(&path, head_cap);
-        let (verdict, head, size) = match read {
-            FileRead::Decoded(d) => (judge(d.result), d.head, d.total),
-            FileRead::Skipped(why) => (
-                Verdict::Skipped {
-                    why,
-                    incomplete: false,
-                    partial_target: None,
-                },
-                Vec::new(),
-                0,
-            ),
-            FileRead::Stuck(why) => (Verdict::Stuck(why), Vec::new(), 0),
-        };
-        out.push(Entry {
-            path,
-            verdict,
-            modified,
-            head,
-            size,
-            is_symlink: ft.is_symlink(),
-        });
+        out.push(entry_of(entry.path(), ft.is_symlink(), head_cap, &judge));
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// Reads one entry the way nnf-sos does and judges what it decoded to.
+fn entry_of(
+    path: PathBuf,
+    is_symlink: bool,
+    head_cap: usize,
+    judge: impl Fn(Result<Fields, SyntaxError>) -> Verdict,
+) -> Entry {
+    let (read, modified) = read_like_go(&path, head_cap);
+    let (verdict, head, size) = match read {
+        FileRead::Decoded(d) => (judge(d.result), d.head, d.total),
+        FileRead::Skipped(why) => (
+            Verdict::Skipped {
+                why,
+                incomplete: false,
+                partial_target: None,
+            },
+            Vec::new(),
+            0,
+        ),
+        FileRead::Stuck(why) => (Verdict::Stuck(why), Vec::new(), 0),
+    };
+    Entry {
+        path,
+        verdict,
+        modified,
+        head,
+        size,
+        is_symlink,
+    }
 }
 
 #[cfg(test)]

@@ -223,3 +223,27 @@ def test_status_is_off_right_after_a_fence_although_the_listing_lags(sshfs: NetM
     assert "compute-node-3" not in listed.stdout, listed.stdout
     s = run_agent([*argv, "-o", "status"], env=env)
     assert (s.returncode, s.stdout.strip()) == (2, "Status: OFF"), s.stdout + s.stderr
+
+
+def test_on_right_after_a_fence_removes_the_response_although_the_listing_lags(
+    sshfs: NetMount,
+) -> None:
+    sshfs.start_responder()
+    argv = sshfs.dirs.argv("-n", "compute-node-3")
+    env = clean_env()
+    # Caches the (empty) listing for 20 s.
+    assert run_agent([*argv, "-o", "status"], env=env).stdout.strip() == "Status: ON"
+    r = fence(sshfs, "0.5")
+    assert r.returncode == 0, r.stdout + r.stderr
+    stored = sshfs.store / "responses"
+    assert len(list(stored.glob("*.json"))) == 1
+    # The premise: the listing does not show the new response yet.
+    listed = run_agent([*sshfs.dirs.argv(), "-o", "list"], env=env)
+    assert "compute-node-3" not in listed.stdout, listed.stdout
+    u = run_agent([*argv, "-o", "on"], env=env)
+    assert u.returncode == 0, u.stdout + u.stderr
+    # Gone from the storage side's own directory, and the record says it was removed.
+    assert list(stored.glob("*.json")) == []
+    assert sshfs.dirs.jsonl()[-1]["status"] == "unfenced", sshfs.dirs.jsonl()[-1]
+    s = run_agent([*argv, "-o", "status"], env=env)
+    assert (s.returncode, s.stdout.strip()) == (0, "Status: ON"), s.stdout + s.stderr
