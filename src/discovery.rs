@@ -476,7 +476,7 @@ fn gfs2_name_for<'a>(item: &'a Value, target: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 

@@ -729,7 +729,7 @@ fn withdraw(published: &mut Published) -> String {
 mod tests {
     use super::*;
     use crate::settings::{resolve, SettingsInput};
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
     use std::thread;
 
     fn setup(d: &TempDir, timeout: &str) -> (Settings, Journal) {

@@ -409,7 +409,7 @@ fn syslog_notice(message: &str) {
 mod tests {
     use super::*;
     use crate::settings::{resolve, SettingsInput};
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
     use serde_json::Value;
     use std::os::unix::fs::symlink;
 

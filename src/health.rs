@@ -174,7 +174,7 @@ pub fn space_problem(dir: &Path) -> Option<String> {
 mod tests {
     use super::*;
     use crate::settings::{resolve, SettingsInput};
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
 
     fn settings(d: &TempDir) -> Settings {
         let p = |s: &str| Some(d.path().join(s).display().to_string());

@@ -536,7 +536,7 @@ pub fn with_main_log<R>(journal: &Arc<Journal>, f: impl FnOnce() -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn event(status: EventStatus, target: &str, details: &str) -> FenceEvent {

@@ -125,7 +125,7 @@ pub fn other_default_dirs(s: &Settings, defaults: &[(&str, &str)]) -> Vec<String
 mod tests {
     use super::*;
     use crate::settings::{resolve, SettingsInput};
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
 
     fn settings(d: &TempDir) -> Settings {
         let p = |s: &str| Some(d.path().join(s).display().to_string());

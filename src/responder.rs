@@ -366,7 +366,7 @@ fn answer_in_place(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
 
     fn cfg(d: &TempDir, mode: Mode) -> ResponderConfig {
         ResponderConfig {

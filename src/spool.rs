@@ -381,38 +381,9 @@ fn refusal(ft: &fs::FileType, len: u64, max_bytes: u64) -> Option<String> {
 }
 
 #[cfg(test)]
-pub(crate) mod testdir {
-    use std::path::{Path, PathBuf};
-
-    /// A temporary directory removed on drop (no extra crates for tests).
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!(
-                "fgr-{tag}-{}-{}",
-                std::process::id(),
-                uuid::Uuid::new_v4()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::testdir::TempDir;
     use super::*;
+    use crate::test_support::TempDir;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     #[test]

@@ -316,7 +316,7 @@ pub fn look_after_deadline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
     use std::fs;
     use std::thread;
 
