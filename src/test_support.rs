@@ -144,6 +144,17 @@ pub fn mkfifo(path: &Path, mode: libc::mode_t) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), mode) }, 0);
 }
 
+/// Runs `f` on a thread of its own once `delay` has passed.
+pub fn after<T: Send + 'static>(
+    delay: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    thread::spawn(move || {
+        thread::sleep(delay);
+        f()
+    })
+}
+
 /// Asks `probe` every `every` until it gives a value; once `limit` has
 /// passed, a "not yet" fails the test with the reason it gave.
 pub fn wait_until<T>(
