@@ -172,6 +172,12 @@ pub fn wait_until<T>(
     }
 }
 
+/// A stop condition for a loop that asks one: true once `limit` has passed.
+pub fn deadline(limit: Duration) -> impl Fn() -> bool {
+    let end = Instant::now() + limit;
+    move || Instant::now() > end
+}
+
 /// When a responder by hand deletes the request it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {
