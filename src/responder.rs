@@ -277,13 +277,7 @@ fn answer(cfg: &ResponderConfig, name: &str, request: &Map<String, Value>) -> io
     let ok = cfg.mode == Mode::Success;
     // A Go map marshals with sorted keys, as serde_json's map does.
     let mut body = Map::new();
-    for k in [
-        "request_id",
-        "timestamp",
-        "action",
-        "target_node",
-        "recorder_node",
-    ] {
+    for k in protocol::REQUEST_FIELDS {
         body.insert(k.into(), json!(text(request, k)));
     }
     body.insert("success".into(), json!(ok));
