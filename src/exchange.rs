@@ -731,14 +731,17 @@ mod tests {
     use crate::settings::SettingsInput;
     use crate::test_support::{journal, records, resolved, ByHand, Dirs, Take};
 
-    fn setup(d: &Dirs, timeout: &str) -> (Settings, Journal) {
+    /// Made request and response directories, settings with `timeout`
+    /// and discovery off, and their journal.
+    fn setup(timeout: &str) -> (Dirs, Settings, Journal) {
+        let d = Dirs::new("exchange");
         let s = resolved(&SettingsInput {
             fence_timeout: Some(timeout.into()),
             kubectl_path: Some(String::new()),
             ..d.input()
         });
         let j = journal(&s);
-        (s, j)
+        (d, s, j)
     }
 
     /// Fences `target` from the rabbit, never interrupted.
@@ -751,18 +754,23 @@ mod tests {
         fence(s, j, &call, || None)
     }
 
+    /// Fences compute-node-3 with `action` while `responder` acts on the request.
+    fn fence_with(s: &Settings, j: &Journal, responder: ByHand, action: &str) -> FenceOutcome {
+        let running = responder.start(&s.request_dir, &s.response_dir);
+        let out = fence_from_rabbit(s, j, action, b"compute-node-3");
+        running.join();
+        out
+    }
+
     #[test]
     fn success_answer_is_recorded_and_kept() {
-        let d = Dirs::new("exchange");
-        let (s, j) = setup(&d, "10");
-        let t = ByHand::answering(|id| {
+        let (_d, s, j) = setup("10");
+        let responder = ByHand::answering(|id| {
             format!(
                 r#"{{"request_id":"{id}","success":true,"message":"done","action_performed":"off"}}"#
             )
-        })
-        .start(&s.request_dir, &s.response_dir);
-        let out = fence_from_rabbit(&s, &j, "reboot", b"compute-node-3");
-        t.join();
+        });
+        let out = fence_with(&s, &j, responder, "reboot");
         let FenceOutcome::Answered {
             success: true,
             response_path,
@@ -784,8 +792,7 @@ mod tests {
 
     #[test]
     fn no_answer_times_out_and_withdraws_the_request() {
-        let d = Dirs::new("exchange");
-        let (s, j) = setup(&d, "1");
+        let (_d, s, j) = setup("1");
         let out = fence_from_rabbit(&s, &j, "off", b"compute-node-3");
         let FenceOutcome::TimedOut {
             elapsed, detail, ..
@@ -800,14 +807,11 @@ mod tests {
 
     #[test]
     fn an_answer_beside_a_request_never_deleted_is_found_at_the_deadline() {
-        let d = Dirs::new("exchange");
-        let (mut s, j) = setup(&d, "1");
+        let (_d, mut s, j) = setup("1");
         s.force_poll = true;
-        let t = ByHand::answering(|_| r#"{"success":true,"message":"done"}"#.into())
-            .taking(Take::Never)
-            .start(&s.request_dir, &s.response_dir);
-        let out = fence_from_rabbit(&s, &j, "off", b"compute-node-3");
-        t.join();
+        let responder = ByHand::answering(|_| r#"{"success":true,"message":"done"}"#.into())
+            .taking(Take::Never);
+        let out = fence_with(&s, &j, responder, "off");
         assert!(out.is_success(), "{out:?}");
         // The request was withdrawn before the last look.
         assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
@@ -815,12 +819,9 @@ mod tests {
 
     #[test]
     fn a_request_taken_without_an_answer_is_not_called_withdrawn() {
-        let d = Dirs::new("exchange");
-        let (mut s, j) = setup(&d, "1");
+        let (_d, mut s, j) = setup("1");
         s.force_poll = true;
-        let t = ByHand::taking_without_answer().start(&s.request_dir, &s.response_dir);
-        let out = fence_from_rabbit(&s, &j, "off", b"compute-node-3");
-        t.join();
+        let out = fence_with(&s, &j, ByHand::taking_without_answer(), "off");
         let FenceOutcome::TimedOut { detail, .. } = &out else {
             panic!("{out:?}")
         };
@@ -831,8 +832,7 @@ mod tests {
 
     #[test]
     fn bad_target_writes_nothing() {
-        let d = Dirs::new("exchange");
-        let (s, j) = setup(&d, "1");
+        let (_d, s, j) = setup("1");
         let out = fence_from_rabbit(&s, &j, "off", b"../../etc\npasswd");
         assert!(matches!(out, FenceOutcome::Refused { .. }), "{out:?}");
         assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
@@ -842,8 +842,7 @@ mod tests {
 
     #[test]
     fn missing_request_dir_fails_naming_it() {
-        let d = Dirs::new("exchange");
-        let (mut s, j) = setup(&d, "1");
+        let (d, mut s, j) = setup("1");
         s.request_dir = d.path().join("gone");
         let FenceOutcome::Failed { detail } = fence_from_rabbit(&s, &j, "off", b"n1") else {
             panic!()
