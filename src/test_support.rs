@@ -206,20 +206,21 @@ impl ByHand {
     /// Answers with `body(request id)`, at once, by rename (an atomic
     /// write), deleting the request after.
     pub fn answering(body: impl Fn(&str) -> String + Send + 'static) -> ByHand {
-        ByHand {
-            body: Some(Box::new(body)),
-            delay: Duration::ZERO,
-            in_place: false,
-            parts_pause: None,
-            take: Take::AfterAnswer,
-        }
+        ByHand::replying(Some(Box::new(body)))
     }
 
     /// Deletes each request without answering it.
     pub fn taking_without_answer() -> ByHand {
+        ByHand::replying(None)
+    }
+
+    fn replying(body: Option<Body>) -> ByHand {
         ByHand {
-            body: None,
-            ..ByHand::answering(|_| String::new())
+            body,
+            delay: Duration::ZERO,
+            in_place: false,
+            parts_pause: None,
+            take: Take::AfterAnswer,
         }
     }
 
