@@ -476,7 +476,7 @@ fn gfs2_name_for<'a>(item: &'a Value, target: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::{wait_until, TempDir};
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
@@ -499,29 +499,50 @@ mod tests {
         p
     }
 
+    /// A stand-in `kubectl` running `body`, in a temporary directory.
+    fn stand_in(body: &str) -> (TempDir, PathBuf) {
+        let t = TempDir::new("discovery");
+        let k = script(&t, "kubectl", body);
+        (t, k)
+    }
+
+    /// A stand-in that writes its process id (its group's, as discovery
+    /// starts it) to a file, then runs `then`; gives the directory, the
+    /// stand-in and that file.
+    fn group_leader(then: &str) -> (TempDir, PathBuf, PathBuf) {
+        let t = TempDir::new("discovery");
+        let pid_file = t.path().join("pid");
+        let k = script(
+            &t,
+            "kubectl",
+            &format!("echo $$ > '{}'\n{then}", pid_file.display()),
+        );
+        (t, k, pid_file)
+    }
+
     /// Polls until the result arrives or `limit` passes.
     fn finish(d: &mut Discovery, limit: Duration) -> Answer {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(r) = d.poll() {
-                return r.clone();
-            }
-            assert!(Instant::now() < end, "no result within {limit:?}");
-            thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(limit, Duration::from_millis(5), || {
+            d.poll()
+                .cloned()
+                .ok_or_else(|| format!("no result within {limit:?}"))
+        })
+    }
+
+    /// Runs discovery of compute-node-3 with `k` under `timeout`; its
+    /// result must come within `within`.
+    fn discover(k: &Path, timeout: Duration, within: Duration) -> Answer {
+        let mut d = Discovery::start(Some(k), timeout, "compute-node-3");
+        finish(&mut d, within)
     }
 
     fn read_pid(path: &Path, limit: Duration) -> libc::pid_t {
-        let end = Instant::now() + limit;
-        loop {
-            if let Ok(text) = fs::read_to_string(path) {
-                if let Ok(pid) = text.trim().parse() {
-                    return pid;
-                }
-            }
-            assert!(Instant::now() < end, "the stand-in never started");
-            thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(limit, Duration::from_millis(5), || {
+            fs::read_to_string(path)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .ok_or_else(|| "the stand-in never started".to_string())
+        })
     }
 
     /// Live (not zombie) processes in process group `group`.
@@ -547,18 +568,12 @@ mod tests {
     }
 
     fn assert_group_gone(group: libc::pid_t) {
-        let end = Instant::now() + Duration::from_secs(3);
-        loop {
+        wait_until(Duration::from_secs(3), Duration::from_millis(10), || {
             let live = live_members(group);
-            if live.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "process group {group} still has {live:?}"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+            live.is_empty()
+                .then_some(())
+                .ok_or_else(|| format!("process group {group} still has {live:?}"))
+        });
     }
 
     #[test]
@@ -670,35 +685,25 @@ mod tests {
 
     #[test]
     fn stand_in_kubectl_printing_the_fixture() {
-        let t = TempDir::new("discovery");
         // Also checks the constant arguments and that stdin is /dev/null.
-        let k = script(
-            &t,
-            "kubectl",
-            &format!(
-                r#"[ "$*" = "get nnfnodeblockstorages -A -o json" ] || {{ echo "bad args: $*" >&2; exit 3; }}
+        let (_t, k) = stand_in(&format!(
+            r#"[ "$*" = "get nnfnodeblockstorages -A -o json" ] || {{ echo "bad args: $*" >&2; exit 3; }}
 [ "$(readlink /proc/$$/fd/0)" = /dev/null ] || {{ echo "stdin is not /dev/null" >&2; exit 4; }}
 cat '{}'"#,
-                fixture_path().display()
-            ),
-        );
-        let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-3");
+            fixture_path().display()
+        ));
         assert_eq!(
-            finish(&mut d, Duration::from_secs(15)).map(|f| names(&f)),
+            discover(&k, Duration::from_secs(10), Duration::from_secs(15)).map(|f| names(&f)),
             Ok(EXPECTED.map(String::from).to_vec())
         );
     }
 
     #[test]
     fn failing_kubectl_gives_its_first_error_line() {
-        let t = TempDir::new("discovery");
-        let k = script(
-            &t,
-            "kubectl",
+        let (t, k) = stand_in(
             "echo 'some output' \n echo '  error: You must be logged in to the server (Unauthorized)' >&2\necho 'second line' >&2\nexit 1",
         );
-        let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-3");
-        let err = finish(&mut d, Duration::from_secs(15)).unwrap_err();
+        let err = discover(&k, Duration::from_secs(10), Duration::from_secs(15)).unwrap_err();
         assert_eq!(
             err,
             format!(
@@ -708,8 +713,7 @@ cat '{}'"#,
         );
 
         let k = script(&t, "quiet", "exit 2");
-        let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-3");
-        let err = finish(&mut d, Duration::from_secs(15)).unwrap_err();
+        let err = discover(&k, Duration::from_secs(10), Duration::from_secs(15)).unwrap_err();
         assert!(
             err.ends_with("exited with status 2 (no error output)"),
             "{err}"
@@ -718,20 +722,16 @@ cat '{}'"#,
 
     #[test]
     fn junk_output_is_an_error() {
-        let t = TempDir::new("discovery");
-        let k = script(&t, "kubectl", "echo 'No resources found'");
-        let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-3");
-        let err = finish(&mut d, Duration::from_secs(15)).unwrap_err();
+        let (_t, k) = stand_in("echo 'No resources found'");
+        let err = discover(&k, Duration::from_secs(10), Duration::from_secs(15)).unwrap_err();
         assert!(err.starts_with("the kubectl output is not JSON"), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
     fn output_beyond_the_cap_is_an_error() {
-        let t = TempDir::new("discovery");
-        let k = script(&t, "kubectl", "head -c 70000000 /dev/zero");
-        let mut d = Discovery::start(Some(&k), Duration::from_secs(20), "compute-node-3");
-        let err = finish(&mut d, Duration::from_secs(30)).unwrap_err();
+        let (_t, k) = stand_in("head -c 70000000 /dev/zero");
+        let err = discover(&k, Duration::from_secs(20), Duration::from_secs(30)).unwrap_err();
         assert!(err.ends_with("more than 64 MiB of output"), "{err}");
     }
 
@@ -739,16 +739,14 @@ cat '{}'"#,
     fn missing_kubectl_is_an_error() {
         let t = TempDir::new("discovery");
         let gone = t.path().join("kubectl");
-        let mut d = Discovery::start(Some(&gone), Duration::from_secs(10), "compute-node-3");
-        let err = finish(&mut d, Duration::from_secs(5)).unwrap_err();
+        let err = discover(&gone, Duration::from_secs(10), Duration::from_secs(5)).unwrap_err();
         assert_eq!(
             err,
             format!("kubectl not found: {} does not exist", gone.display())
         );
 
         let bare = Path::new("kubectl-that-is-not-installed-anywhere");
-        let mut d = Discovery::start(Some(bare), Duration::from_secs(10), "compute-node-3");
-        let err = finish(&mut d, Duration::from_secs(5)).unwrap_err();
+        let err = discover(bare, Duration::from_secs(10), Duration::from_secs(5)).unwrap_err();
         assert_eq!(
             err,
             "kubectl not found: no kubectl-that-is-not-installed-anywhere in PATH"
@@ -756,21 +754,14 @@ cat '{}'"#,
 
         let k = t.path().join("not-executable");
         fs::write(&k, "#!/bin/sh\n").unwrap();
-        let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-3");
-        let err = finish(&mut d, Duration::from_secs(5)).unwrap_err();
+        let err = discover(&k, Duration::from_secs(10), Duration::from_secs(5)).unwrap_err();
         assert!(err.starts_with("cannot run kubectl ("), "{err}");
     }
 
     #[test]
     fn slow_kubectl_is_killed_at_the_time_limit_with_its_group() {
-        let t = TempDir::new("discovery");
-        let pid_file = t.path().join("pid");
         // `sleep` is a child of the shell holding the output pipe open.
-        let k = script(
-            &t,
-            "kubectl",
-            &format!("echo $$ > '{}'\nsleep 30\necho '{{}}'", pid_file.display()),
-        );
+        let (_t, k, pid_file) = group_leader("sleep 30\necho '{}'");
         let started = Instant::now();
         let mut d = Discovery::start(Some(&k), Duration::from_millis(500), "compute-node-3");
         assert!(
@@ -793,14 +784,8 @@ cat '{}'"#,
 
     #[test]
     fn exiting_kubectl_leaving_a_child_with_the_pipe_is_killed_too() {
-        let t = TempDir::new("discovery");
-        let pid_file = t.path().join("pid");
         // The shell ends at once; its background child keeps stdout open.
-        let k = script(
-            &t,
-            "kubectl",
-            &format!("echo $$ > '{}'\nsleep 30 &\nexit 0", pid_file.display()),
-        );
+        let (_t, k, pid_file) = group_leader("sleep 30 &\nexit 0");
         let started = Instant::now();
         let mut d = Discovery::start(Some(&k), Duration::from_millis(500), "compute-node-3");
         let group = read_pid(&pid_file, Duration::from_secs(5));
@@ -812,13 +797,7 @@ cat '{}'"#,
 
     #[test]
     fn dropping_a_running_discovery_kills_kubectl_without_waiting() {
-        let t = TempDir::new("discovery");
-        let pid_file = t.path().join("pid");
-        let k = script(
-            &t,
-            "kubectl",
-            &format!("echo $$ > '{}'\nsleep 30", pid_file.display()),
-        );
+        let (_t, k, pid_file) = group_leader("sleep 30");
         let mut d = Discovery::start(Some(&k), Duration::from_secs(60), "compute-node-3");
         let group = read_pid(&pid_file, Duration::from_secs(5));
         assert!(d.poll().is_none());
@@ -831,12 +810,7 @@ cat '{}'"#,
 
     #[test]
     fn wait_gives_the_result_when_it_comes() {
-        let t = TempDir::new("discovery");
-        let k = script(
-            &t,
-            "kubectl",
-            &format!("cat '{}'", fixture_path().display()),
-        );
+        let (_t, k) = stand_in(&format!("cat '{}'", fixture_path().display()));
         let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-4");
         assert_eq!(
             d.wait(Duration::from_secs(15)),

@@ -739,66 +739,49 @@ fn withdraw(published: &mut Published) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{resolve, SettingsInput};
-    use crate::spool::testdir::TempDir;
-    use std::thread;
+    use crate::settings::SettingsInput;
+    use crate::test_support::{journal, records, resolved, ByHand, Dirs, Take};
 
-    fn setup(d: &TempDir, timeout: &str) -> (Settings, Journal) {
-        for sub in ["req", "resp"] {
-            fs::create_dir(d.path().join(sub)).unwrap();
-        }
-        let p = |s: &str| Some(d.path().join(s).display().to_string());
-        let input = SettingsInput {
-            request_dir: p("req"),
-            response_dir: p("resp"),
-            log_dir: p("log"),
+    /// Made request and response directories, settings with `timeout`
+    /// and discovery off, and their journal.
+    fn setup(timeout: &str) -> (Dirs, Settings, Journal) {
+        let d = Dirs::new("exchange");
+        let s = resolved(&SettingsInput {
             fence_timeout: Some(timeout.into()),
             kubectl_path: Some(String::new()),
-            ..Default::default()
-        };
-        let s = resolve(&input, |_| None).unwrap();
-        let j = Journal::new(&s.log_dir, &s.main_log, s.log_mode);
-        (s, j)
+            ..d.input()
+        });
+        let j = journal(&s);
+        (d, s, j)
     }
 
-    fn answer_first_request(
-        s: &Settings,
-        body: impl Fn(&str) -> String + Send + 'static,
-    ) -> thread::JoinHandle<()> {
-        let (req, resp) = (s.request_dir.clone(), s.response_dir.clone());
-        thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < end {
-                for e in fs::read_dir(&req).unwrap() {
-                    let n = e.unwrap().file_name().into_string().unwrap();
-                    if n.ends_with(".json") && !n.starts_with('.') {
-                        let id = n.trim_end_matches(".json").to_string();
-                        spool::write_atomic(&resp, &n, body(&id).as_bytes(), 0o644).unwrap();
-                        fs::remove_file(req.join(&n)).unwrap();
-                        return;
-                    }
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-        })
+    /// Fences `target` from the rabbit, never interrupted.
+    fn fence_from_rabbit(s: &Settings, j: &Journal, action: &str, target: &[u8]) -> FenceOutcome {
+        let call = FenceCall {
+            action,
+            target,
+            recorder_node: "rabbit",
+        };
+        fence(s, j, &call, || None)
+    }
+
+    /// Fences compute-node-3 with `action` while `responder` acts on the request.
+    fn fence_with(s: &Settings, j: &Journal, responder: ByHand, action: &str) -> FenceOutcome {
+        let running = responder.start(&s.request_dir, &s.response_dir);
+        let out = fence_from_rabbit(s, j, action, b"compute-node-3");
+        running.join();
+        out
     }
 
     #[test]
     fn success_answer_is_recorded_and_kept() {
-        let d = TempDir::new("exchange");
-        let (s, j) = setup(&d, "10");
-        let t = answer_first_request(&s, |id| {
+        let (_d, s, j) = setup("10");
+        let responder = ByHand::answering(|id| {
             format!(
                 r#"{{"request_id":"{id}","success":true,"message":"done","action_performed":"off"}}"#
             )
         });
-        let call = FenceCall {
-            action: "reboot",
-            target: b"compute-node-3",
-            recorder_node: "rabbit",
-        };
-        let out = fence(&s, &j, &call, || None);
-        t.join().unwrap();
+        let out = fence_with(&s, &j, responder, "reboot");
         let FenceOutcome::Answered {
             success: true,
             response_path,
@@ -811,29 +794,17 @@ mod tests {
             response_path.exists(),
             "the response is NNF's record and stays"
         );
-        let jsonl = fs::read_to_string(j.detailed_log()).unwrap();
-        let statuses: Vec<String> = jsonl
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+        let statuses: Vec<String> = records(&j)
+            .iter()
+            .map(|v| v["status"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(statuses, ["initiated", "completed"]);
     }
 
     #[test]
     fn no_answer_times_out_and_withdraws_the_request() {
-        let d = TempDir::new("exchange");
-        let (s, j) = setup(&d, "1");
-        let call = FenceCall {
-            action: "off",
-            target: b"compute-node-3",
-            recorder_node: "rabbit",
-        };
-        let out = fence(&s, &j, &call, || None);
+        let (_d, s, j) = setup("1");
+        let out = fence_from_rabbit(&s, &j, "off", b"compute-node-3");
         let FenceOutcome::TimedOut {
             elapsed, detail, ..
         } = &out
@@ -845,43 +816,13 @@ mod tests {
         assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
     }
 
-    /// Acts on the first request: answers it with `body` (if any) without
-    /// deleting it, or deletes it without answering.
-    fn act_on_first_request(s: &Settings, body: Option<&'static str>) -> thread::JoinHandle<()> {
-        let (req, resp) = (s.request_dir.clone(), s.response_dir.clone());
-        thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < end {
-                for e in fs::read_dir(&req).unwrap() {
-                    let n = e.unwrap().file_name().into_string().unwrap();
-                    if n.ends_with(".json") && !n.starts_with('.') {
-                        match body {
-                            Some(b) => {
-                                spool::write_atomic(&resp, &n, b.as_bytes(), 0o644).unwrap();
-                            }
-                            None => fs::remove_file(req.join(&n)).unwrap(),
-                        }
-                        return;
-                    }
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-        })
-    }
-
     #[test]
     fn an_answer_beside_a_request_never_deleted_is_found_at_the_deadline() {
-        let d = TempDir::new("exchange");
-        let (mut s, j) = setup(&d, "1");
+        let (_d, mut s, j) = setup("1");
         s.force_poll = true;
-        let t = act_on_first_request(&s, Some(r#"{"success":true,"message":"done"}"#));
-        let call = FenceCall {
-            action: "off",
-            target: b"compute-node-3",
-            recorder_node: "rabbit",
-        };
-        let out = fence(&s, &j, &call, || None);
-        t.join().unwrap();
+        let responder = ByHand::answering(|_| r#"{"success":true,"message":"done"}"#.into())
+            .taking(Take::Never);
+        let out = fence_with(&s, &j, responder, "off");
         assert!(out.is_success(), "{out:?}");
         // The request was withdrawn before the last look.
         assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
@@ -889,17 +830,9 @@ mod tests {
 
     #[test]
     fn a_request_taken_without_an_answer_is_not_called_withdrawn() {
-        let d = TempDir::new("exchange");
-        let (mut s, j) = setup(&d, "1");
+        let (_d, mut s, j) = setup("1");
         s.force_poll = true;
-        let t = act_on_first_request(&s, None);
-        let call = FenceCall {
-            action: "off",
-            target: b"compute-node-3",
-            recorder_node: "rabbit",
-        };
-        let out = fence(&s, &j, &call, || None);
-        t.join().unwrap();
+        let out = fence_with(&s, &j, ByHand::taking_without_answer(), "off");
         let FenceOutcome::TimedOut { detail, .. } = &out else {
             panic!("{out:?}")
         };
@@ -910,14 +843,8 @@ mod tests {
 
     #[test]
     fn bad_target_writes_nothing() {
-        let d = TempDir::new("exchange");
-        let (s, j) = setup(&d, "1");
-        let call = FenceCall {
-            action: "off",
-            target: b"../../etc\npasswd",
-            recorder_node: "rabbit",
-        };
-        let out = fence(&s, &j, &call, || None);
+        let (_d, s, j) = setup("1");
+        let out = fence_from_rabbit(&s, &j, "off", b"../../etc\npasswd");
         assert!(matches!(out, FenceOutcome::Refused { .. }), "{out:?}");
         assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
         let readable = fs::read_to_string(j.readable_log()).unwrap();
@@ -926,15 +853,9 @@ mod tests {
 
     #[test]
     fn missing_request_dir_fails_naming_it() {
-        let d = TempDir::new("exchange");
-        let (mut s, j) = setup(&d, "1");
+        let (d, mut s, j) = setup("1");
         s.request_dir = d.path().join("gone");
-        let call = FenceCall {
-            action: "off",
-            target: b"n1",
-            recorder_node: "rabbit",
-        };
-        let FenceOutcome::Failed { detail } = fence(&s, &j, &call, || None) else {
+        let FenceOutcome::Failed { detail } = fence_from_rabbit(&s, &j, "off", b"n1") else {
             panic!()
         };
         assert!(detail.contains("gone"), "{detail}");

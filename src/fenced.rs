@@ -420,36 +420,13 @@ fn syslog_notice(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{resolve, SettingsInput};
-    use crate::spool::testdir::TempDir;
-    use serde_json::Value;
+    use crate::test_support::{after, journal, mkfifo, put, records, Dirs};
     use std::os::unix::fs::symlink;
 
-    fn settings(d: &TempDir) -> Settings {
-        let p = |s: &str| Some(d.path().join(s).display().to_string());
-        resolve(
-            &SettingsInput {
-                request_dir: p("req"),
-                response_dir: p("resp"),
-                log_dir: p("log"),
-                ..Default::default()
-            },
-            |_| None,
-        )
-        .unwrap()
-    }
-
-    fn put(dir: &Path, name: &str, body: &str) {
-        fs::create_dir_all(dir).unwrap();
-        fs::write(dir.join(name), body).unwrap();
-    }
-
     fn statuses(j: &Journal) -> Vec<(String, String)> {
-        fs::read_to_string(j.detailed_log())
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
+        records(j)
+            .iter()
+            .map(|v| {
                 (
                     v["status"].as_str().unwrap().to_string(),
                     v["details"].as_str().unwrap().to_string(),
@@ -460,8 +437,8 @@ mod tests {
 
     #[test]
     fn what_nnf_sos_counts_is_what_status_and_list_say() {
-        let d = TempDir::new("fenced");
-        let s = settings(&d);
+        let d = Dirs::named("fenced");
+        let s = d.settings();
         let r = &s.response_dir;
         put(r, "a.json", r#"{"target_node":"n3","success":true}"#);
         put(r, "b.json", r#"{"target_node":"n5","success":false}"#);
@@ -483,12 +460,10 @@ mod tests {
 
     #[test]
     fn a_fifo_makes_the_answer_unknown_without_blocking() {
-        let d = TempDir::new("fenced");
-        let s = settings(&d);
+        let d = Dirs::named("fenced");
+        let s = d.settings();
         fs::create_dir_all(&s.response_dir).unwrap();
-        let fifo = CString::new(s.response_dir.join("x.json").to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        mkfifo(&s.response_dir.join("x.json"), 0o644);
         let e = is_fenced(&s.response_dir, "n3").unwrap_err();
         assert!(e.to_string().contains("FIFO"), "{e}");
         put(
@@ -501,9 +476,9 @@ mod tests {
 
     #[test]
     fn unfence_keeps_a_copy_then_unlinks_and_is_idempotent() {
-        let d = TempDir::new("fenced");
-        let s = settings(&d);
-        let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
         let body = r#"{"target_node":"n3","success":true}"#;
         put(&s.response_dir, "a.json", body);
         put(
@@ -538,9 +513,9 @@ mod tests {
 
     #[test]
     fn unfence_does_not_depend_on_the_log_directory() {
-        let d = TempDir::new("fenced");
-        let s = settings(&d);
-        let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
         // A log dir that cannot be created: no copy, the record goes anyway.
         fs::write(d.path().join("log"), "a file").unwrap();
         put(
@@ -555,9 +530,9 @@ mod tests {
 
     #[test]
     fn unfence_withdraws_pending_requests_first() {
-        let d = TempDir::new("fenced");
-        let s = settings(&d);
-        let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
         let q = &s.request_dir;
         fs::create_dir_all(&s.response_dir).unwrap();
         put(q, "r1.json", r#"{"request_id":"r1","target_node":"n3"}"#);
@@ -592,9 +567,9 @@ mod tests {
 
     #[test]
     fn unfence_unlinks_a_symlinked_record_not_its_target() {
-        let d = TempDir::new("fenced");
-        let s = settings(&d);
-        let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
         let outside = d.path().join("outside.json");
         fs::write(&outside, r#"{"target_node":"n3","success":true}"#).unwrap();
         fs::create_dir_all(&s.response_dir).unwrap();
@@ -611,15 +586,14 @@ mod tests {
 
     #[test]
     fn unfence_waits_for_a_response_being_written_in_place() {
-        let d = TempDir::new("fenced");
-        let s = settings(&d);
-        let j = Journal::new(&s.log_dir, &s.main_log, 0o600);
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
         let path = s.response_dir.join("w.json");
         put(&s.response_dir, "w.json", r#"{"target_node":"n3","suc"#);
         let writer = {
             let path = path.clone();
-            thread::spawn(move || {
-                thread::sleep(Duration::from_millis(500));
+            after(Duration::from_millis(500), move || {
                 fs::write(&path, r#"{"target_node":"n3","success":true}"#).unwrap();
             })
         };

@@ -173,24 +173,17 @@ pub fn space_problem(dir: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{resolve, SettingsInput};
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::{mkfifo, Dirs};
 
-    fn settings(d: &TempDir) -> Settings {
-        let p = |s: &str| Some(d.path().join(s).display().to_string());
-        let input = SettingsInput {
-            request_dir: p("a/req"),
-            response_dir: p("a/resp"),
-            log_dir: p("a/log"),
-            ..Default::default()
-        };
-        resolve(&input, |_| None).unwrap()
+    /// The three directories in `a/`, none of them made.
+    fn dirs() -> Dirs {
+        Dirs::named_under("health", "a")
     }
 
     #[test]
     fn validate_changes_nothing_and_monitor_creates() {
-        let d = TempDir::new("health");
-        let s = settings(&d);
+        let d = dirs();
+        let s = d.settings();
         let found = problems(&s, false);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].contains("a/req") && found[1].contains("a/resp"));
@@ -201,12 +194,11 @@ mod tests {
 
     #[test]
     fn a_fifo_at_a_log_name_is_named() {
-        let d = TempDir::new("health");
-        let s = settings(&d);
+        let d = dirs();
+        let s = d.settings();
         assert!(problems(&s, true).is_empty());
         let fifo = s.log_dir.join(crate::journal::DETAILED_LOG_NAME);
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        mkfifo(&fifo, 0o600);
         for create in [true, false] {
             let found = problems(&s, create);
             assert_eq!(found.len(), 1, "{found:?}");
@@ -219,8 +211,8 @@ mod tests {
 
     #[test]
     fn a_file_where_a_directory_belongs_is_named() {
-        let d = TempDir::new("health");
-        let s = settings(&d);
+        let d = dirs();
+        let s = d.settings();
         fs::create_dir_all(d.path().join("a")).unwrap();
         fs::write(&s.request_dir, "").unwrap();
         let found = problems(&s, true);

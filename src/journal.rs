@@ -536,8 +536,20 @@ pub fn with_main_log<R>(journal: &Arc<Journal>, f: impl FnOnce() -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::{mkfifo, TempDir};
     use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// The journal with its logs in `dir`, the main one `fence-events.log`.
+    fn journal_in(dir: &Path) -> Journal {
+        Journal::new(dir, &dir.join("fence-events.log"), 0o600)
+    }
+
+    /// A temporary directory and the journal in it.
+    fn logs() -> (TempDir, Journal) {
+        let d = TempDir::new("journal");
+        let j = journal_in(d.path());
+        (d, j)
+    }
 
     fn event(status: EventStatus, target: &str, details: &str) -> FenceEvent {
         FenceEvent {
@@ -609,8 +621,7 @@ mod tests {
 
     #[test]
     fn no_unicode_line_break_and_no_forged_field() {
-        let d = TempDir::new("journal");
-        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        let (_d, j) = logs();
         let details = "a\u{85}b\u{2028}c\u{2029}d\u{7f}e";
         j.record(&event(EventStatus::Failed, "x STATUS=completed", details));
         let detailed = fs::read_to_string(j.detailed_log()).unwrap();
@@ -627,8 +638,7 @@ mod tests {
 
     #[test]
     fn details_cannot_forge_a_field() {
-        let d = TempDir::new("journal");
-        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        let (_d, j) = logs();
         j.record(&event(
             EventStatus::Failed,
             "n1",
@@ -644,17 +654,12 @@ mod tests {
         );
     }
 
-    fn mkfifo(p: &Path) {
-        let c = CString::new(p.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    }
-
     #[test]
     fn a_fifo_at_a_log_name_is_refused_without_blocking() {
         let d = TempDir::new("journal");
         let main = d.path().join("fence-events.log");
-        mkfifo(&main);
-        mkfifo(&d.path().join(ROTATION_LOCK_NAME));
+        mkfifo(&main, 0o600);
+        mkfifo(&d.path().join(ROTATION_LOCK_NAME), 0o600);
         let start = Instant::now();
         let err = append_record(&main, b"x\n", 0o600).unwrap_err();
         assert!(err.to_string().contains("FIFO"), "{err}");
@@ -670,7 +675,7 @@ mod tests {
             "{err}"
         );
         drop(reader);
-        let j = Journal::new(d.path(), &main, 0o600);
+        let j = journal_in(d.path());
         j.record(&event(EventStatus::Initiated, "n1", "x"));
         assert!(start.elapsed() < Duration::from_secs(5));
         assert_eq!(
@@ -700,8 +705,7 @@ mod tests {
 
     #[test]
     fn a_fragment_without_newline_is_not_glued_to_the_next_record() {
-        let d = TempDir::new("journal");
-        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        let (_d, j) = logs();
         fs::write(j.detailed_log(), "{\"timestamp\": \"2025").unwrap();
         j.record(&event(EventStatus::Initiated, "n1", "x"));
         j.record(&event(EventStatus::Completed, "n1", "y"));
@@ -716,8 +720,7 @@ mod tests {
 
     #[test]
     fn appends_wait_for_a_rotation_then_go_ahead() {
-        let d = TempDir::new("journal");
-        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        let (d, j) = logs();
         let first = RotationLock::shared(d.path(), 0o600, ROTATION_WAIT);
         let second = RotationLock::shared(d.path(), 0o600, ROTATION_WAIT);
         assert!(first.is_held() && second.is_held(), "agents share the lock");
@@ -743,7 +746,7 @@ mod tests {
         let victim = d.path().join("victim");
         fs::write(&victim, "").unwrap();
         symlink(&victim, d.path().join("fence-events.log")).unwrap();
-        let j = Journal::new(d.path(), &d.path().join("fence-events.log"), 0o600);
+        let j = journal_in(d.path());
         j.log(Level::Info, "hello");
         assert_eq!(fs::read_to_string(&victim).unwrap(), "");
     }

@@ -19,3 +19,6 @@ pub mod responder;
 pub mod settings;
 pub mod spool;
 pub mod wait;
+
+#[cfg(test)]
+mod test_support;

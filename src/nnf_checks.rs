@@ -124,25 +124,20 @@ pub fn other_default_dirs(s: &Settings, defaults: &[(&str, &str)]) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{resolve, SettingsInput};
-    use crate::spool::testdir::TempDir;
+    use crate::settings::SettingsInput;
+    use crate::test_support::{resolved, Dirs};
 
-    fn settings(d: &TempDir) -> Settings {
-        let p = |s: &str| Some(d.path().join(s).display().to_string());
-        let input = SettingsInput {
-            request_dir: p("req"),
-            response_dir: p("resp"),
-            log_dir: p("log"),
+    fn settings(d: &Dirs) -> Settings {
+        resolved(&SettingsInput {
             fence_timeout: Some("10".into()),
             nnf_config: Some(String::new()),
-            ..Default::default()
-        };
-        resolve(&input, |_| None).unwrap()
+            ..d.input()
+        })
     }
 
     #[test]
     fn old_unanswered_requests_are_named_young_or_answered_ones_not() {
-        let d = TempDir::new("nnfchk");
+        let d = Dirs::named("nnfchk");
         let s = settings(&d);
         fs::create_dir_all(&s.request_dir).unwrap();
         fs::create_dir_all(&s.response_dir).unwrap();
@@ -167,7 +162,7 @@ mod tests {
 
     #[test]
     fn another_default_directory_beside_the_configured_one() {
-        let d = TempDir::new("nnfchk");
+        let d = Dirs::named("nnfchk");
         let s = settings(&d);
         let old_req = d.path().join("old/requests");
         let old_resp = d.path().join("old/responses");

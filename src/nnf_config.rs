@@ -672,7 +672,7 @@ pub fn shared(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
     use std::os::unix::fs::PermissionsExt;
 
     fn no_env(_: &str) -> Option<String> {

@@ -9,6 +9,15 @@ pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 /// Longest host name accepted as a target (DNS limit).
 pub const MAX_TARGET_LEN: usize = 253;
 
+/// The fields of a request, in the order of the file contract.
+pub const REQUEST_FIELDS: [&str; 5] = [
+    "request_id",
+    "timestamp",
+    "action",
+    "target_node",
+    "recorder_node",
+];
+
 /// The request file's content.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Request {
@@ -239,13 +248,7 @@ mod tests {
         let v: Value = serde_json::from_slice(&r.to_json()).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 5);
-        for k in [
-            "request_id",
-            "timestamp",
-            "action",
-            "target_node",
-            "recorder_node",
-        ] {
+        for k in REQUEST_FIELDS {
             assert!(keys.contains(&k));
         }
         assert!(chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap()).is_ok());

@@ -75,7 +75,7 @@ pub fn fenced_by_name(log_dir: &Path, response_dir: &Path, target: &str) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::TempDir;
     use std::fs;
 
     fn record(status: &str, target: &str, file: &Path) -> String {

@@ -277,13 +277,7 @@ fn answer(cfg: &ResponderConfig, name: &str, request: &Map<String, Value>) -> io
     let ok = cfg.mode == Mode::Success;
     // A Go map marshals with sorted keys, as serde_json's map does.
     let mut body = Map::new();
-    for k in [
-        "request_id",
-        "timestamp",
-        "action",
-        "target_node",
-        "recorder_node",
-    ] {
+    for k in protocol::REQUEST_FIELDS {
         body.insert(k.into(), json!(text(request, k)));
     }
     body.insert("success".into(), json!(ok));
@@ -366,12 +360,12 @@ fn answer_in_place(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
+    use crate::test_support::{after, deadline, Dirs};
 
-    fn cfg(d: &TempDir, mode: Mode) -> ResponderConfig {
+    fn cfg(d: &Dirs, mode: Mode) -> ResponderConfig {
         ResponderConfig {
-            request_dir: d.path().join("req"),
-            response_dir: d.path().join("resp"),
+            request_dir: d.request_dir.clone(),
+            response_dir: d.response_dir.clone(),
             mode,
             delay: Duration::ZERO,
             answer_delay: Duration::ZERO,
@@ -384,20 +378,29 @@ mod tests {
         }
     }
 
+    /// Writes a request as the agent does; gives it and its path.
+    fn send(c: &ResponderConfig, action: &str, target: &str) -> (protocol::Request, PathBuf) {
+        let r = protocol::Request::new(action, target, "rabbit");
+        let path =
+            spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
+        (r, path)
+    }
+
+    /// The answer to `r`, as JSON.
+    fn response(c: &ResponderConfig, r: &protocol::Request) -> Value {
+        serde_json::from_slice(&fs::read(c.response_dir.join(r.file_name())).unwrap()).unwrap()
+    }
+
     fn one_exchange(mode: Mode) -> Value {
-        let d = TempDir::new("responder");
+        let d = Dirs::new("responder");
         let c = cfg(&d, mode);
-        fs::create_dir_all(&c.request_dir).unwrap();
-        let r = protocol::Request::new("reboot", "compute-node-3", "rabbit");
-        spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
-        let end = Instant::now() + Duration::from_secs(10);
-        assert_eq!(run(&c, || Instant::now() > end).unwrap(), 1);
+        let (r, _) = send(&c, "reboot", "compute-node-3");
+        assert_eq!(run(&c, deadline(Duration::from_secs(10))).unwrap(), 1);
         assert!(
             !c.request_dir.join(r.file_name()).exists(),
             "request deleted"
         );
-        let v: Value =
-            serde_json::from_slice(&fs::read(c.response_dir.join(r.file_name())).unwrap()).unwrap();
+        let v = response(&c, &r);
         assert_eq!(v["request_id"], json!(r.request_id));
         assert_eq!(v["target_node"], json!("compute-node-3"));
         v
@@ -415,13 +418,10 @@ mod tests {
 
     #[test]
     fn the_rename_answer_is_go_marshal_indent_of_the_eight_fields() {
-        let d = TempDir::new("responder");
+        let d = Dirs::new("responder");
         let c = cfg(&d, Mode::Success);
-        fs::create_dir_all(&c.request_dir).unwrap();
-        let r = protocol::Request::new("off", "n3", "rabbit");
-        spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
-        let end = Instant::now() + Duration::from_secs(10);
-        run(&c, || Instant::now() > end).unwrap();
+        let (r, _) = send(&c, "off", "n3");
+        run(&c, deadline(Duration::from_secs(10))).unwrap();
         let text = fs::read_to_string(c.response_dir.join(r.file_name())).unwrap();
         assert!(text.starts_with("{\n  \"action\": \"off\",\n"), "{text}");
         assert!(text.ends_with("\n}"), "no final newline: {text:?}");
@@ -465,38 +465,29 @@ mod tests {
 
     #[test]
     fn a_request_read_before_it_was_withdrawn_is_answered_anyway() {
-        let d = TempDir::new("responder");
+        let d = Dirs::new("responder");
         let mut c = cfg(&d, Mode::Success);
         c.answer_delay = Duration::from_millis(400);
         c.nothing_found = vec!["n3".into()];
         c.pause = Duration::ZERO;
-        fs::create_dir_all(&c.request_dir).unwrap();
-        let r = protocol::Request::new("off", "n3", "rabbit");
-        let req = spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
-            fs::remove_file(req).unwrap();
+        let (r, req) = send(&c, "off", "n3");
+        let t = after(Duration::from_millis(200), move || {
+            fs::remove_file(req).unwrap()
         });
-        let end = Instant::now() + Duration::from_secs(10);
-        assert_eq!(run(&c, || Instant::now() > end).unwrap(), 1);
+        assert_eq!(run(&c, deadline(Duration::from_secs(10))).unwrap(), 1);
         t.join().unwrap();
-        let v: Value =
-            serde_json::from_slice(&fs::read(c.response_dir.join(r.file_name())).unwrap()).unwrap();
-        assert_eq!(v["message"], json!(NOTHING_FOUND_MESSAGE));
+        assert_eq!(response(&c, &r)["message"], json!(NOTHING_FOUND_MESSAGE));
     }
 
     #[test]
     fn an_orphan_request_with_a_response_is_only_deleted() {
-        let d = TempDir::new("responder");
+        let d = Dirs::new("responder");
         let mut c = cfg(&d, Mode::Success);
         c.max_answers = None;
-        fs::create_dir_all(&c.request_dir).unwrap();
-        fs::create_dir_all(&c.response_dir).unwrap();
         let r = protocol::Request::new("off", "n3", "rabbit");
         fs::write(c.response_dir.join(r.file_name()), "old").unwrap();
         spool::write_atomic(&c.request_dir, &r.file_name(), &r.to_json(), 0o644).unwrap();
-        let end = Instant::now() + Duration::from_secs(1);
-        assert_eq!(run(&c, || Instant::now() > end).unwrap(), 0);
+        assert_eq!(run(&c, deadline(Duration::from_secs(1))).unwrap(), 0);
         assert!(!c.request_dir.join(r.file_name()).exists());
         assert_eq!(
             fs::read_to_string(c.response_dir.join(r.file_name())).unwrap(),

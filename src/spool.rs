@@ -381,38 +381,9 @@ fn refusal(ft: &fs::FileType, len: u64, max_bytes: u64) -> Option<String> {
 }
 
 #[cfg(test)]
-pub(crate) mod testdir {
-    use std::path::{Path, PathBuf};
-
-    /// A temporary directory removed on drop (no extra crates for tests).
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!(
-                "fgr-{tag}-{}-{}",
-                std::process::id(),
-                uuid::Uuid::new_v4()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::testdir::TempDir;
     use super::*;
+    use crate::test_support::{mkfifo, names, TempDir};
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     #[test]
@@ -424,11 +395,7 @@ mod tests {
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o644
         );
-        let names: Vec<_> = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("a.json")]);
+        assert_eq!(names(d.path()), ["a.json"]);
     }
 
     #[test]
@@ -492,11 +459,7 @@ mod tests {
         let done = clean_stale(d.path(), std::time::Duration::from_secs(3600));
         assert!(done.problems.is_empty(), "{:?}", done.problems);
         assert_eq!(done.removed.len(), 2, "{:?}", done.removed);
-        let mut left: Vec<String> = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
+        let left = names(d.path());
         let mut want = vec![
             format!("{young}.json"),
             "notes.json".into(),
@@ -534,8 +497,7 @@ mod tests {
             FileRead::Refused(_)
         ));
         let fifo = p.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        mkfifo(&fifo, 0o644);
         assert!(matches!(
             read_regular(&fifo, 10).unwrap(),
             FileRead::Refused(_)

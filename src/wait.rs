@@ -316,9 +316,7 @@ pub fn look_after_deadline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::testdir::TempDir;
-    use std::fs;
-    use std::thread;
+    use crate::test_support::{mkfifo, put, ByHand, Dirs, Take, TempDir};
 
     const ID: &str = "12345678-1234-4234-8234-123456789abc";
 
@@ -340,26 +338,34 @@ mod tests {
         )
     }
 
-    /// A request path that is not there: the responder has taken it.
-    fn taken(d: &TempDir) -> PathBuf {
-        d.path().join("taken-request.json")
+    /// Our request's path; not written, it stands for a request the
+    /// responder has taken.
+    fn request(d: &Dirs) -> PathBuf {
+        d.request_dir.join(name())
+    }
+
+    /// Waits from `t` for `within` for our answer in the watched directory.
+    fn wait(
+        w: &DirWatch,
+        request: &Path,
+        t: Instant,
+        within: Duration,
+        poll: Duration,
+    ) -> WaitOutcome {
+        wait_for_response(w, &name(), ID, request, t, t + within, poll, never)
     }
 
     #[test]
     fn answer_already_present_is_found() {
-        let d = TempDir::new("wait");
-        fs::write(d.path().join(name()), ok_body()).unwrap();
-        let w = DirWatch::arm(d.path(), false, ours);
-        let t = Instant::now();
-        let out = wait_for_response(
+        let d = Dirs::new("wait");
+        put(&d.response_dir, &name(), &ok_body());
+        let w = DirWatch::arm(&d.response_dir, false, ours);
+        let out = wait(
             &w,
-            &name(),
-            ID,
-            &taken(&d),
-            t,
-            t + Duration::from_secs(5),
+            &request(&d),
+            Instant::now(),
+            Duration::from_secs(5),
             Duration::from_secs(1),
-            never,
         );
         assert!(
             matches!(out, WaitOutcome::Answered { ref answer, .. } if answer.success),
@@ -370,37 +376,22 @@ mod tests {
     /// The response is written in place in two halves; with `take`, the
     /// request is deleted between them (so a poller sees the half first).
     fn answer_after(force_poll: bool, poll: Duration, take: bool) -> (WaitOutcome, Duration) {
-        let d = TempDir::new("wait");
-        let request = d.path().join("request.json");
-        fs::write(&request, "{}").unwrap();
-        let w = DirWatch::arm(d.path(), force_poll, ours);
+        let d = Dirs::new("wait");
+        let request = put(&d.request_dir, &name(), "{}");
+        let w = DirWatch::arm(&d.response_dir, force_poll, ours);
         assert_eq!(w.is_watching(), !force_poll);
-        let dir = d.path().to_path_buf();
-        let req = request.clone();
-        let writer = thread::spawn(move || {
-            thread::sleep(Duration::from_millis(200));
-            // half-written first, then complete in place
-            fs::write(dir.join(name()), "{\"request_id\": ").unwrap();
-            if take {
-                fs::remove_file(&req).unwrap();
-            }
-            thread::sleep(Duration::from_millis(300));
-            fs::write(dir.join(name()), ok_body()).unwrap();
-            Instant::now()
-        });
-        let t = Instant::now();
-        let out = wait_for_response(
-            &w,
-            &name(),
-            ID,
-            &request,
-            t,
-            t + Duration::from_secs(10),
-            poll,
-            never,
-        );
+        let responder = ByHand::answering(|_| ok_body())
+            .after(Duration::from_millis(200))
+            .in_two_parts(Duration::from_millis(300))
+            .taking(if take {
+                Take::BetweenParts
+            } else {
+                Take::Never
+            })
+            .start(&d.request_dir, &d.response_dir);
+        let out = wait(&w, &request, Instant::now(), Duration::from_secs(10), poll);
         let seen = Instant::now();
-        let written = writer.join().unwrap();
+        let written = responder.join()[0].done;
         (out, seen.saturating_duration_since(written))
     }
 
@@ -422,22 +413,18 @@ mod tests {
 
     #[test]
     fn the_response_is_not_looked_up_while_the_request_is_there() {
-        let d = TempDir::new("wait");
-        let request = d.path().join("request.json");
-        fs::write(&request, "{}").unwrap();
+        let d = Dirs::new("wait");
+        let request = put(&d.request_dir, &name(), "{}");
         // Present from the start, but no event names it and the request stays.
-        fs::write(d.path().join(name()), ok_body()).unwrap();
-        let w = DirWatch::arm(d.path(), true, ours);
+        let response = put(&d.response_dir, &name(), &ok_body());
+        let w = DirWatch::arm(&d.response_dir, true, ours);
         let t = Instant::now();
-        let out = wait_for_response(
+        let out = wait(
             &w,
-            &name(),
-            ID,
             &request,
             t,
-            t + Duration::from_millis(300),
+            Duration::from_millis(300),
             Duration::from_millis(20),
-            never,
         );
         assert!(
             matches!(
@@ -451,7 +438,7 @@ mod tests {
             "{out:?}"
         );
         // After the deadline (the caller withdrew the request) it is found.
-        let out = look_after_deadline(out, &d.path().join(name()), ID, t);
+        let out = look_after_deadline(out, &response, ID, t);
         assert!(
             matches!(out, WaitOutcome::Answered { ref answer, .. } if answer.success),
             "{out:?}"
@@ -460,28 +447,21 @@ mod tests {
 
     #[test]
     fn the_request_disappearing_leads_to_the_response() {
-        let d = TempDir::new("wait");
-        let request = d.path().join("request.json");
-        fs::write(&request, "{}").unwrap();
-        let w = DirWatch::arm(d.path(), true, ours);
-        let (dir, req) = (d.path().to_path_buf(), request.clone());
-        let responder = thread::spawn(move || {
-            thread::sleep(Duration::from_millis(200));
-            fs::write(dir.join(name()), ok_body()).unwrap();
-            fs::remove_file(&req).unwrap();
-        });
-        let t = Instant::now();
-        let out = wait_for_response(
+        let d = Dirs::new("wait");
+        let request = put(&d.request_dir, &name(), "{}");
+        let w = DirWatch::arm(&d.response_dir, true, ours);
+        let responder = ByHand::answering(|_| ok_body())
+            .after(Duration::from_millis(200))
+            .in_place()
+            .start(&d.request_dir, &d.response_dir);
+        let out = wait(
             &w,
-            &name(),
-            ID,
             &request,
-            t,
-            t + Duration::from_secs(10),
+            Instant::now(),
+            Duration::from_secs(10),
             Duration::from_millis(50),
-            never,
         );
-        responder.join().unwrap();
+        responder.join();
         assert!(
             matches!(out, WaitOutcome::Answered { elapsed, .. } if elapsed < Duration::from_secs(5)),
             "{out:?}"
@@ -490,18 +470,15 @@ mod tests {
 
     #[test]
     fn a_taken_request_without_an_answer_is_told_apart() {
-        let d = TempDir::new("wait");
-        let w = DirWatch::arm(d.path(), true, ours);
+        let d = Dirs::new("wait");
+        let w = DirWatch::arm(&d.response_dir, true, ours);
         let t = Instant::now();
-        let out = wait_for_response(
+        let out = wait(
             &w,
-            &name(),
-            ID,
-            &taken(&d),
+            &request(&d),
             t,
-            t + Duration::from_millis(200),
+            Duration::from_millis(200),
             Duration::from_millis(50),
-            never,
         );
         assert!(
             matches!(
@@ -513,7 +490,7 @@ mod tests {
             ),
             "{out:?}"
         );
-        let out = look_after_deadline(out, &d.path().join(name()), ID, t);
+        let out = look_after_deadline(out, &d.response_dir.join(name()), ID, t);
         assert!(matches!(out, WaitOutcome::TimedOut { .. }), "{out:?}");
     }
 
@@ -521,10 +498,9 @@ mod tests {
     fn only_a_missing_request_counts_as_gone() {
         let d = TempDir::new("wait");
         let fifo = d.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        mkfifo(&fifo, 0o644);
         std::os::unix::fs::symlink(d.path().join("none"), d.path().join("link")).unwrap();
-        fs::write(d.path().join("r"), "{}").unwrap();
+        put(d.path(), "r", "{}");
         for by_open in [false, true] {
             assert!(!request_present(&d.path().join("none"), by_open));
             assert!(request_present(&d.path().join("r"), by_open));
@@ -536,19 +512,15 @@ mod tests {
 
     #[test]
     fn timeout_reports_the_last_problem() {
-        let d = TempDir::new("wait");
-        fs::write(d.path().join(name()), "{\"success\": tr").unwrap();
-        let w = DirWatch::arm(d.path(), false, ours);
-        let t = Instant::now();
-        let out = wait_for_response(
+        let d = Dirs::new("wait");
+        put(&d.response_dir, &name(), "{\"success\": tr");
+        let w = DirWatch::arm(&d.response_dir, false, ours);
+        let out = wait(
             &w,
-            &name(),
-            ID,
-            &taken(&d),
-            t,
-            t + Duration::from_millis(300),
+            &request(&d),
+            Instant::now(),
+            Duration::from_millis(300),
             Duration::from_millis(50),
-            never,
         );
         match out {
             WaitOutcome::TimedOut {
@@ -565,23 +537,19 @@ mod tests {
 
     #[test]
     fn spoofed_request_id_is_not_an_answer() {
-        let d = TempDir::new("wait");
-        fs::write(
-            d.path().join(name()),
-            r#"{"request_id": "00000000-0000-4000-8000-000000000000", "success": true}"#,
-        )
-        .unwrap();
-        let w = DirWatch::arm(d.path(), false, ours);
-        let t = Instant::now();
-        let out = wait_for_response(
-            &w,
+        let d = Dirs::new("wait");
+        put(
+            &d.response_dir,
             &name(),
-            ID,
-            &taken(&d),
-            t,
-            t + Duration::from_millis(200),
+            r#"{"request_id": "00000000-0000-4000-8000-000000000000", "success": true}"#,
+        );
+        let w = DirWatch::arm(&d.response_dir, false, ours);
+        let out = wait(
+            &w,
+            &request(&d),
+            Instant::now(),
+            Duration::from_millis(200),
             Duration::from_millis(50),
-            never,
         );
         assert!(
             matches!(out, WaitOutcome::TimedOut { last_problem: Some(ref p), .. } if p.contains("ignored")),
@@ -591,15 +559,15 @@ mod tests {
 
     #[test]
     fn interruption_ends_the_wait_promptly() {
-        let d = TempDir::new("wait");
-        let w = DirWatch::arm(d.path(), false, ours);
+        let d = Dirs::new("wait");
+        let w = DirWatch::arm(&d.response_dir, false, ours);
         let t = Instant::now();
         let mut calls = 0;
         let out = wait_for_response(
             &w,
             &name(),
             ID,
-            &taken(&d),
+            &request(&d),
             t,
             t + Duration::from_secs(30),
             Duration::from_secs(10),

@@ -5,12 +5,28 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("fgr-binding-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(p.join("req")).unwrap();
-    std::fs::create_dir_all(p.join("resp")).unwrap();
-    p
+/// A temporary directory holding `req` and `resp`, removed on drop (also
+/// when the test fails).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("fgr-binding-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(p.join("req")).unwrap();
+        std::fs::create_dir_all(p.join("resp")).unwrap();
+        TempDir(p)
+    }
+
+    fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
@@ -35,7 +51,7 @@ fn invalid_settings_raise_a_value_error_naming_them() {
 
 #[test]
 fn a_fence_without_answer_is_a_typed_timeout_not_an_exception() {
-    let d = temp_dir("timeout");
+    let d = TempDir::new("timeout");
     Python::attach(|py| {
         let m = pyo3::wrap_pymodule!(fence_gfs2_recorder::python::_native)(py);
         let m = m.bind(py);
@@ -69,5 +85,4 @@ fn a_fence_without_answer_is_a_typed_timeout_not_an_exception() {
         assert_eq!(kind, "refused");
     });
     assert_eq!(std::fs::read_dir(d.join("req")).unwrap().count(), 0);
-    let _ = std::fs::remove_dir_all(&d);
 }
