@@ -612,10 +612,9 @@ mod tests {
 
     #[test]
     fn responses_named_by_recent_records_count_when_the_listing_lags() {
-        let d = TempDir::new("fenced");
-        let s = settings(&d);
+        let d = Dirs::new("fenced");
+        let s = d.settings();
         fs::create_dir_all(&s.log_dir).unwrap();
-        fs::create_dir_all(&s.response_dir).unwrap();
         let ours = s
             .response_dir
             .join(format!("{}.json", uuid::Uuid::new_v4()));
