@@ -16,19 +16,26 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import AGENT, Dirs, clean_env, have, run_agent
-
-MAIN_LOG = "fence-events.log"
-READABLE_LOG = "fence-events-readable.log"
-DETAILED_LOG = "fence-events-detailed.jsonl"
-LOG_NAMES = (MAIN_LOG, READABLE_LOG, DETAILED_LOG)
+from conftest import AGENT, Dirs, clean_env, run_agent
+from helpers import (
+    DETAILED_LOG,
+    LOG_NAMES,
+    MAIN_LOG,
+    READABLE_LOG,
+    answering,
+    assert_fenced_and_reported,
+    fill_up,
+    lines_of,
+    records_of,
+    tmpfs,
+)
 
 STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
 MAIN_RE = re.compile(rf"^{STAMP} \[(INFO|WARNING|ERROR|DEBUG)\] .+$")
@@ -51,22 +58,6 @@ COMMON_KEYS = {
 }
 
 
-def lines_of(path: Path, strict: bool = True) -> list[str]:
-    """The lines of a log; fails if any record is not exactly one line.
-
-    `strict`: not even the breaks str.splitlines() honours besides \\n
-    (\\r, \\x0b, \\x0c, \\x1c-\\x1e, \\x85, U+2028, U+2029).
-    """
-    if not path.exists():
-        return []
-    text = path.read_bytes().decode("utf-8")
-    assert text == "" or text.endswith("\n"), f"{path.name}: last record unterminated"
-    lines = text.split("\n")[:-1]
-    if strict:
-        assert text.splitlines() == lines, f"{path.name}: a record holds a line break: {text!r}"
-    return lines
-
-
 @dataclass
 class Logs:
     main: list[str]
@@ -84,7 +75,7 @@ def read_logs(log_dir: Path, readable_strict: bool = True) -> Logs:
         for line in readable:
             assert READABLE_RE.match(line), f"readable log line: {line!r}"
     # JSON Lines are split at \\n only (see the Unicode line-break test below).
-    detailed = [json.loads(x) for x in lines_of(log_dir / DETAILED_LOG, strict=False)]
+    detailed = records_of(log_dir / DETAILED_LOG)
     for rec in detailed:
         check_record(rec)
     return Logs(main, readable, detailed)
@@ -249,39 +240,16 @@ HOSTILE_MESSAGE = (
 )
 
 
-def answer_requests(dirs: Dirs, message: str, stop: threading.Event) -> threading.Thread:
-    """Answers every request with `message`, the way the reconciler writes
-    (a dot-temp file renamed into place)."""
-
-    def run() -> None:
-        while not stop.is_set():
-            for req in dirs.req.glob("*.json"):
-                if req.name.startswith("."):
-                    continue
-                try:
-                    request = json.loads(req.read_text())
-                except (OSError, ValueError):
-                    continue  # not complete yet
-                body = {"request_id": request["request_id"], "success": True, "message": message}
-                tmp = dirs.resp / f".{req.name}.tmp"
-                tmp.write_text(json.dumps(body))
-                os.replace(tmp, dirs.resp / req.name)
-                req.unlink()
-            time.sleep(0.01)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+def answer_with(message: str) -> Callable[[dict[str, Any]], str]:
+    """The body of a reconciler's answer: the request_id, success and `message`."""
+    return lambda request: json.dumps(
+        {"request_id": request["request_id"], "success": True, "message": message}
+    )
 
 
 def test_hostile_answer_stays_one_line_per_record(dirs: Dirs) -> None:
-    stop = threading.Event()
-    t = answer_requests(dirs, HOSTILE_MESSAGE, stop)
-    try:
+    with answering(dirs, answer_with(HOSTILE_MESSAGE)):
         r = run_agent(fence_args(dirs))
-    finally:
-        stop.set()
-        t.join()
     assert r.returncode == 0, r.stderr
     logs = read_logs(dirs.log)
     assert (len(logs.main), len(logs.readable), len(logs.detailed)) == (6, 2, 2)
@@ -302,13 +270,8 @@ def test_hostile_answer_stays_one_line_per_record(dirs: Dirs) -> None:
 
 
 def test_detailed_log_holds_no_unicode_line_breaks(dirs: Dirs) -> None:
-    stop = threading.Event()
-    t = answer_requests(dirs, "a\x85b\u2028c\u2029d\x7fe", stop)
-    try:
+    with answering(dirs, answer_with("a\x85b\u2028c\u2029d\x7fe")):
         r = run_agent(fence_args(dirs))
-    finally:
-        stop.set()
-        t.join()
     assert r.returncode == 0, r.stderr
     lines = lines_of(dirs.log / DETAILED_LOG, strict=True)
     assert json.loads(lines[-1])["details"] == "a\x85b\u2028c\u2029d\x7fe"
@@ -480,16 +443,6 @@ def fence_without_log(dirs: Dirs, log_dir: Path) -> subprocess.CompletedProcess[
     return run_agent([*args, "--log-dir", str(log_dir)])
 
 
-def assert_fenced_and_reported(r: subprocess.CompletedProcess[str], dirs: Dirs) -> None:
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("Success: compute-node-3 fenced"), r.stdout
-    assert len(dirs.responses()) == 1
-    reports = [x for x in r.stderr.splitlines() if "cannot write log" in x]
-    # Each file is reported once, however many records it missed.
-    for name in LOG_NAMES:
-        assert len([x for x in reports if f"/{name}:" in x]) == 1, r.stderr
-
-
 def test_log_dir_that_cannot_be_created(dirs: Dirs, responder: Any, tmp_path: Path) -> None:
     responder()
     blocker = tmp_path / "a-file"
@@ -508,39 +461,15 @@ def test_log_files_that_are_directories(dirs: Dirs, responder: Any) -> None:
     assert all((dirs.log / n).is_dir() for n in LOG_NAMES)
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if not have("mount"):
-        pytest.skip("no mount command to make a full file system")
-    m = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0750", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if m.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {m.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def test_full_file_system(dirs: Dirs, responder: Any, tiny_fs: Path) -> None:
-    responder()
-    log_dir = tiny_fs / "logs"
-    log_dir.mkdir()
-    with open(tiny_fs / "filler", "wb", buffering=0) as f:
-        for size in (4096, 1):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError:
-                pass
-    r = fence_without_log(dirs, log_dir)
-    assert_fenced_and_reported(r, dirs)
-    assert "No space left on device" in r.stderr
+def test_full_file_system(dirs: Dirs, responder: Any, tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "tiny") as tiny_fs:
+        responder()
+        log_dir = tiny_fs / "logs"
+        log_dir.mkdir()
+        fill_up(tiny_fs)
+        r = fence_without_log(dirs, log_dir)
+        assert_fenced_and_reported(r, dirs)
+        assert "No space left on device" in r.stderr
 
 
 # --- modes and symlinks ------------------------------------------------------

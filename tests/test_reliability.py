@@ -9,8 +9,6 @@ docs/RELIABILITY.md lists every case with its expected behaviour.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -18,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -27,141 +24,37 @@ import pytest
 
 from conftest import AGENT, Dirs, clean_env, run_agent
 from fence_gfs2_recorder import _native
-
-TARGET = "compute-node-3"
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
-
+from helpers import (
+    DETAILED_LOG,
+    FAKETIME_LIB,
+    LOG_NAMES,
+    MAIN_LOG,
+    READABLE_LOG,
+    TARGET,
+    answer_body,
+    fill_up,
+    final_record,
+    finish,
+    main_log,
+    remount_read_only,
+    start_agent,
+    statuses,
+    tmpfs,
+    wait_for_request,
+    wait_for_status,
+)
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def start_agent(
-    d: Dirs,
-    *extra: str,
-    action: str = "off",
-    target: str = TARGET,
-    timeout: str = "2",
-    env: dict[str, str] | None = None,
-    prefix: list[str] | None = None,
-) -> subprocess.Popen[str]:
-    """Starts a fence in the background, as Pacemaker's fencer does."""
-    argv = [*(prefix or []), AGENT, "-o", action, "-n", target]
-    argv += d.argv("--fence-timeout", timeout, *extra)
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env if env is not None else clean_env(),
-    )
-
-
-def request_names(d: Dirs) -> set[str]:
-    return {p.name for p in d.req.iterdir() if p.name.endswith(".json") and p.name[0] != "."}
-
-
-def wait_for_request(d: Dirs, ignore: set[str] | None = None, within: float = 20) -> Path:
-    """The request file of the agent just started (not one in `ignore`)."""
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        new = request_names(d) - (ignore or set())
-        if new:
-            return d.req / sorted(new)[0]
-        time.sleep(0.005)
-    raise AssertionError(f"no request appeared in {d.req} within {within} s")
-
-
-def wait_for_status(d: Dirs, status: str, count: int = 1, within: float = 20) -> None:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if sum(1 for r in d.jsonl() if r["status"] == status) >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"no {status!r} record within {within} s: {d.jsonl()}")
-
-
-def statuses(d: Dirs) -> list[str]:
-    return [r["status"] for r in d.jsonl()]
-
-
-def final_record(d: Dirs) -> dict[str, Any]:
-    records = d.jsonl()
-    assert records, "no journal record"
-    return records[-1]
 
 
 def dot_temps(*dirs: Path) -> list[Path]:
     return [p for d in dirs if d.is_dir() for p in d.iterdir() if p.name.startswith(".")]
 
 
-def answer_body(request: Path, **fields: Any) -> str:
-    body = json.loads(request.read_text())
-    body.update({"success": True, "message": "done", "action_performed": "off"})
-    body.update(fields)
-    return json.dumps(body, indent=2) + "\n"
-
-
 def tree(root: Path) -> set[str]:
     """Every path under root (files, links, directories), relative."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-def finish(p: subprocess.Popen[str], within: float = 60) -> tuple[str, str]:
-    try:
-        return p.communicate(timeout=within)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str = "64k") -> Iterator[Path]:
-    """A small tmpfs mounted at `where` (root only); skips the test if mounting fails."""
-    where.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
-def remount_read_only(where: Path) -> None:
-    r = subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot remount {where} read-only: {r.stderr.strip()}")
-
-
-def fill_up(fs_root: Path) -> None:
-    """Writes to a filler file until the file system says it is full."""
-    fd = os.open(fs_root / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        chunk = b"\0" * 1024
-        while True:
-            try:
-                os.write(fd, chunk)
-            except OSError as e:
-                assert e.errno == errno.ENOSPC, e
-                break
-        # Also fill the last partial page.
-        while True:
-            try:
-                os.write(fd, b"\0")
-            except OSError:
-                break
-    finally:
-        os.close(fd)
 
 
 def native_settings(d: Dirs, **extra: str) -> _native.Settings:
@@ -296,10 +189,10 @@ def test_sigkilled_leftovers_are_removed_by_monitor_but_attempts_in_flight_are_n
         assert not req.exists() and not tmp.exists()
         assert unrelated.exists(), "only request and dot-temp names are cleaned"
         assert live_req.exists(), "a young request of an attempt in flight is never touched"
-        main_log = (dirs.log / "fence-events.log").read_text()
-        assert f"Removed stale request file {req}" in main_log
-        assert f"Removed stale request file {tmp}" in main_log
-        assert str(live_req) not in main_log.split("Removed stale", 1)[1]
+        log = main_log(dirs)
+        assert f"Removed stale request file {req}" in log
+        assert f"Removed stale request file {tmp}" in log
+        assert str(live_req) not in log.split("Removed stale", 1)[1]
         # The attempt in flight goes on and gets its answer.
         (dirs.resp / live_req.name).write_text(answer_body(live_req))
         _, err = finish(live)
@@ -483,7 +376,7 @@ def test_forced_polling_finds_an_answer_written_in_place(dirs: Dirs) -> None:
     _, err = finish(p)
     assert p.returncode == 0, err
     assert statuses(dirs) == ["initiated", "completed"]
-    assert "cannot watch" not in (dirs.log / "fence-events.log").read_text()
+    assert "cannot watch" not in main_log(dirs)
 
 
 def test_watcher_start_failure_falls_back_to_polling(dirs: Dirs, responder: Any) -> None:
@@ -511,9 +404,9 @@ def test_watcher_start_failure_falls_back_to_polling(dirs: Dirs, responder: Any)
     p = start_agent(dirs, "--poll-interval", "0.1", timeout="10", prefix=limited)
     _, err = finish(p)
     assert p.returncode == 0, err
-    main_log = (dirs.log / "fence-events.log").read_text()
-    assert f"cannot watch {dirs.resp}" in main_log, main_log
-    assert "polling every 0.100 s instead" in main_log
+    log = main_log(dirs)
+    assert f"cannot watch {dirs.resp}" in log, log
+    assert "polling every 0.100 s instead" in log
     assert statuses(dirs) == ["initiated", "completed"]
 
 
@@ -630,7 +523,7 @@ def test_hostile_target_in_process_is_refused_and_recorded_escaped(dirs: Dirs, r
     assert result.kind == "refused" and not result.success
     assert "the target node name contains" in result.message
     check_one_escaped_refusal(dirs, before, raw.decode())
-    for name in ("fence-events.log", "fence-events-readable.log"):
+    for name in (MAIN_LOG, READABLE_LOG):
         text = (dirs.log / name).read_text()
         assert "forged" not in text or "\\n[2025" in text
         assert "\x1b" not in text and "\r" not in text
@@ -645,20 +538,16 @@ def check_one_escaped_refusal(
     shown = target.replace("\\", "\\\\") if raw_text else target
     assert record["target_node"] == shown
     assert "request_id" not in record
-    readable = (d.log / "fence-events-readable.log").read_text()
+    readable = (d.log / READABLE_LOG).read_text()
     assert readable.count("\n") == 1 and readable.endswith("\n"), readable
     assert "STATUS=failed" in readable
-    main_log = (d.log / "fence-events.log").read_text().splitlines()
-    assert all(line.startswith("[") for line in main_log), main_log
+    main = main_log(d).splitlines()
+    assert all(line.startswith("[") for line in main), main
     assert list(d.req.iterdir()) == [] and list(d.resp.iterdir()) == []
     new = tree(d.root) - before
     assert new <= {"logs", *(f"logs/{n}" for n in os.listdir(d.log))}, new
-    assert {p.split("/")[-1] for p in new if p != "logs"} <= {
-        "fence-events.log",
-        "fence-events-readable.log",
-        "fence-events-detailed.jsonl",
-        ".fence-events.lock",  # the journal's rotation lock (empty)
-    }
+    # Besides the logs, only the journal's rotation lock (empty).
+    assert {p.split("/")[-1] for p in new if p != "logs"} <= {*LOG_NAMES, ".fence-events.lock"}
     assert not (d.root / "pwned").exists()
 
 
@@ -981,10 +870,10 @@ def test_file_modes(dirs: Dirs) -> None:
     assert r.returncode == 0, r.stderr
     [kept] = (dirs.log / "unfenced").iterdir()
     assert kept.stat().st_mode & 0o777 == 0o600
-    for name in ("fence-events.log", "fence-events-readable.log", "fence-events-detailed.jsonl"):
+    for name in LOG_NAMES:
         assert (dirs.log / name).stat().st_mode & 0o777 == 0o600, name
     # log_mode widens new logs only as far as asked.
     d2 = Dirs(dirs.root, dirs.req, dirs.resp, dirs.root / "logs-0640")
     r = run_agent(["-o", "on", "-n", TARGET, *d2.argv("--log-mode", "0640")])
     assert r.returncode == 0, r.stderr
-    assert (d2.log / "fence-events-detailed.jsonl").stat().st_mode & 0o777 == 0o640
+    assert (d2.log / DETAILED_LOG).stat().st_mode & 0o777 == 0o640
