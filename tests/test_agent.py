@@ -183,60 +183,6 @@ def test_fence_timeout_option_overrides_the_environment_in_the_agent(dirs: Dirs)
     assert "no answer" in r.stderr
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "named", "value"),
-    [
-        (["--fence-timeout", "abc"], {}, "fence_timeout", "abc"),
-        (["--fence-timeout", "0"], {}, "fence_timeout", "0"),
-        (["--fence-timeout", "-5"], {}, "fence_timeout", "-5"),
-        (["--fence-timeout", "99999999"], {}, "fence_timeout", "99999999"),
-        ([], {"FENCE_TIMEOUT": "abc"}, "FENCE_TIMEOUT", "abc"),
-        ([], {"FENCE_TIMEOUT": "0"}, "FENCE_TIMEOUT", "0"),
-        (["--request-dir", "relative/req"], {}, "request_dir", "relative/req"),
-        (["--response-dir", ""], {}, "response_dir", ""),
-        ([], {"NNF_FENCE_REQUEST_DIR": "req"}, "NNF_FENCE_REQUEST_DIR", "req"),
-        ([], {"NNF_FENCE_RESPONSE_DIR": "x/y"}, "NNF_FENCE_RESPONSE_DIR", "x/y"),
-        ([], {"LOG_DIR": "logs"}, "LOG_DIR", "logs"),
-        ([], {"FENCE_LOG": "main.log"}, "FENCE_LOG", "main.log"),
-        (["--poll-interval", "0"], {}, "poll_interval", "0"),
-        (["--poll-interval", "soon"], {}, "poll_interval", "soon"),
-        (["--force-poll", "maybe"], {}, "force_poll", "maybe"),
-        ([], {"FENCE_POLL_INTERVAL": "-1"}, "FENCE_POLL_INTERVAL", "-1"),
-        ([], {"FENCE_FORCE_POLL": "maybe"}, "FENCE_FORCE_POLL", "maybe"),
-        (["--kubectl-path", "bin/kubectl"], {}, "kubectl_path", "bin/kubectl"),
-        (["--discovery-timeout", "0"], {}, "discovery_timeout", "0"),
-        (["--log-mode", "0777"], {}, "log_mode", "0777"),
-        ([], {"FENCE_LOG_MODE": "rw"}, "FENCE_LOG_MODE", "rw"),
-    ],
-)
-def test_every_invalid_setting_is_named_with_its_value(
-    dirs: Dirs, args: list[str], env: dict[str, str], named: str, value: str
-) -> None:
-    base = {"--request-dir": str(dirs.req), "--response-dir": str(dirs.resp)}
-    base["--log-dir"] = str(dirs.log)
-    for k in list(base):
-        if k in args:
-            del base[k]
-    argv = ["-o", "off", "-n", "compute-node-3", *[x for kv in base.items() for x in kv], *args]
-    for k in env:
-        # An environment value only counts when no option overrides it.
-        if k == "NNF_FENCE_REQUEST_DIR":
-            argv = drop_option(argv, "--request-dir")
-        if k == "NNF_FENCE_RESPONSE_DIR":
-            argv = drop_option(argv, "--response-dir")
-        if k == "LOG_DIR":
-            argv = drop_option(argv, "--log-dir")
-    r = run_agent(argv, env=clean_env(**env))
-    assert r.returncode == 1
-    assert named in r.stderr and f'"{value}"' in r.stderr, r.stderr
-    assert list(dirs.req.iterdir()) == [], "nothing is written with a bad setting"
-
-
-def drop_option(argv: list[str], name: str) -> list[str]:
-    i = argv.index(name)
-    return argv[:i] + argv[i + 2 :]
-
-
 def test_validate_all_lists_every_problem_without_side_effects(tmp_path: Path) -> None:
     missing = tmp_path / "not-there"
     blocker = tmp_path / "a-file"

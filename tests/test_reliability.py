@@ -665,52 +665,76 @@ def test_hostile_response(
 
 
 # --------------------------------------------------------------------------
-# hostile input: settings (test_agent.py covers the common ones)
+# hostile input: settings
 
 
 SETTINGS_CASES: list[tuple[list[str], dict[str, str], str, str]] = [
     # (options, environment, the setting named, the value quoted)
+    (["--fence-timeout", "abc"], {}, "fence_timeout", "abc"),
+    (["--fence-timeout", "0"], {}, "fence_timeout", "0"),
+    (["--fence-timeout", "-5"], {}, "fence_timeout", "-5"),
+    (["--fence-timeout", "99999999"], {}, "fence_timeout", "99999999"),
+    (["--fence-timeout", "nan"], {}, "fence_timeout", "nan"),
+    (["--fence-timeout", "inf"], {}, "fence_timeout", "inf"),
+    (["--fence-timeout", "86401"], {}, "fence_timeout", "86401"),
+    (["--fence-timeout", "0.5"], {}, "fence_timeout", "0.5"),
+    ([], {"FENCE_TIMEOUT": "abc"}, "FENCE_TIMEOUT", "abc"),
+    ([], {"FENCE_TIMEOUT": "0"}, "FENCE_TIMEOUT", "0"),
+    (["--request-dir", "relative/req"], {}, "request_dir", "relative/req"),
+    (["--response-dir", ""], {}, "response_dir", ""),
+    ([], {"NNF_FENCE_REQUEST_DIR": "req"}, "NNF_FENCE_REQUEST_DIR", "req"),
+    ([], {"NNF_FENCE_REQUEST_DIR": "./req"}, "NNF_FENCE_REQUEST_DIR", "./req"),
+    ([], {"NNF_FENCE_RESPONSE_DIR": "x/y"}, "NNF_FENCE_RESPONSE_DIR", "x/y"),
+    ([], {"LOG_DIR": "logs"}, "LOG_DIR", "logs"),
+    ([], {"LOG_DIR": ""}, "LOG_DIR", ""),
+    ([], {"FENCE_LOG": "main.log"}, "FENCE_LOG", "main.log"),
+    ([], {"FENCE_LOG": "logs/main.log"}, "FENCE_LOG", "logs/main.log"),
+    ([], {"FENCE_LOG": ""}, "FENCE_LOG", ""),
+    (["--poll-interval", "0"], {}, "poll_interval", "0"),
+    (["--poll-interval", "soon"], {}, "poll_interval", "soon"),
+    (["--poll-interval", "61"], {}, "poll_interval", "61"),
+    (["--poll-interval", "0.001"], {}, "poll_interval", "0.001"),
+    ([], {"FENCE_POLL_INTERVAL": "-1"}, "FENCE_POLL_INTERVAL", "-1"),
+    (["--force-poll", "maybe"], {}, "force_poll", "maybe"),
+    ([], {"FENCE_FORCE_POLL": "maybe"}, "FENCE_FORCE_POLL", "maybe"),
+    ([], {"FENCE_FORCE_POLL": "2"}, "FENCE_FORCE_POLL", "2"),
+    (["--kubectl-path", "bin/kubectl"], {}, "kubectl_path", "bin/kubectl"),
+    ([], {"FENCE_KUBECTL": "bin/kubectl"}, "FENCE_KUBECTL", "bin/kubectl"),
+    (["--discovery-timeout", "0"], {}, "discovery_timeout", "0"),
+    (["--discovery-timeout", "abc"], {}, "discovery_timeout", "abc"),
+    (["--discovery-timeout", "301"], {}, "discovery_timeout", "301"),
+    ([], {"FENCE_DISCOVERY_TIMEOUT": "-1"}, "FENCE_DISCOVERY_TIMEOUT", "-1"),
+    ([], {"FENCE_DISCOVERY_TIMEOUT": "x"}, "FENCE_DISCOVERY_TIMEOUT", "x"),
+    (["--log-mode", "0777"], {}, "log_mode", "0777"),
+    (["--log-mode", "0o1600"], {}, "log_mode", "0o1600"),
+    (["--log-mode", "rw-------"], {}, "log_mode", "rw-------"),
+    ([], {"FENCE_LOG_MODE": "rw"}, "FENCE_LOG_MODE", "rw"),
+    ([], {"FENCE_LOG_MODE": "0777"}, "FENCE_LOG_MODE", "0777"),
+    ([], {"FENCE_LOG_MODE": "0400"}, "FENCE_LOG_MODE", "0400"),
+    ([], {"FENCE_LOG_MODE": ""}, "FENCE_LOG_MODE", ""),
     (["--stale-age", "abc"], {}, "stale_age", "abc"),
     (["--stale-age", "0"], {}, "stale_age", "0"),
     (["--stale-age", "-3"], {}, "stale_age", "-3"),
     (["--fence-timeout", "10", "--stale-age", "10"], {}, "stale_age", "10"),
     (["--fence-timeout", "10"], {"FENCE_STALE_AGE": "5"}, "FENCE_STALE_AGE", "5"),
     ([], {"FENCE_STALE_AGE": "soon"}, "FENCE_STALE_AGE", "soon"),
-    (["--discovery-timeout", "abc"], {}, "discovery_timeout", "abc"),
-    (["--discovery-timeout", "301"], {}, "discovery_timeout", "301"),
-    ([], {"FENCE_DISCOVERY_TIMEOUT": "-1"}, "FENCE_DISCOVERY_TIMEOUT", "-1"),
-    ([], {"FENCE_DISCOVERY_TIMEOUT": "x"}, "FENCE_DISCOVERY_TIMEOUT", "x"),
-    ([], {"FENCE_LOG_MODE": "0777"}, "FENCE_LOG_MODE", "0777"),
-    ([], {"FENCE_LOG_MODE": "0400"}, "FENCE_LOG_MODE", "0400"),
-    ([], {"FENCE_LOG_MODE": ""}, "FENCE_LOG_MODE", ""),
-    (["--log-mode", "0o1600"], {}, "log_mode", "0o1600"),
-    (["--log-mode", "rw-------"], {}, "log_mode", "rw-------"),
-    ([], {"FENCE_LOG": "logs/main.log"}, "FENCE_LOG", "logs/main.log"),
-    ([], {"FENCE_LOG": ""}, "FENCE_LOG", ""),
-    (["--fence-timeout", "nan"], {}, "fence_timeout", "nan"),
-    (["--fence-timeout", "inf"], {}, "fence_timeout", "inf"),
-    (["--fence-timeout", "86401"], {}, "fence_timeout", "86401"),
-    (["--fence-timeout", "0.5"], {}, "fence_timeout", "0.5"),
-    (["--poll-interval", "61"], {}, "poll_interval", "61"),
-    (["--poll-interval", "0.001"], {}, "poll_interval", "0.001"),
-    ([], {"FENCE_FORCE_POLL": "2"}, "FENCE_FORCE_POLL", "2"),
-    ([], {"FENCE_KUBECTL": "bin/kubectl"}, "FENCE_KUBECTL", "bin/kubectl"),
-    ([], {"LOG_DIR": ""}, "LOG_DIR", ""),
-    ([], {"NNF_FENCE_REQUEST_DIR": "./req"}, "NNF_FENCE_REQUEST_DIR", "./req"),
+]
+SETTINGS_IDS = [
+    f"{'/'.join(a) or '-'}|{'/'.join(f'{k}={v}' for k, v in e.items()) or '-'}"
+    for a, e, _, _ in SETTINGS_CASES
 ]
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "named", "value"),
-    SETTINGS_CASES,
-    ids=[f"{'/'.join(a) or '-'}|{'/'.join(f'{k}={v}' for k, v in e.items()) or '-'}"
-         for a, e, _, _ in SETTINGS_CASES],
-)  # fmt: skip
+@pytest.mark.parametrize(("args", "env", "named", "value"), SETTINGS_CASES, ids=SETTINGS_IDS)
 def test_invalid_setting_is_named_with_its_value(
     dirs: Dirs, args: list[str], env: dict[str, str], named: str, value: str
 ) -> None:
     base = {"--request-dir": str(dirs.req), "--response-dir": str(dirs.resp)}
     base["--log-dir"] = str(dirs.log)
+    # An option given by the case replaces the base one.
+    for k in args:
+        base.pop(k, None)
+    # An environment value only counts when no option overrides it.
     env_overrides = {
         "NNF_FENCE_REQUEST_DIR": "--request-dir",
         "NNF_FENCE_RESPONSE_DIR": "--response-dir",
@@ -723,12 +747,33 @@ def test_invalid_setting_is_named_with_its_value(
     assert r.returncode == 1
     assert named in r.stderr and f'"{value}"' in r.stderr, r.stderr
     assert "invalid" in r.stderr
-    assert list(dirs.req.iterdir()) == [] and not dirs.log.exists()
+    assert list(dirs.req.iterdir()) == [], "nothing is written with a bad setting"
+    assert not dirs.log.exists()
     # validate-all and monitor name it the same way.
     for action in ("validate-all", "monitor"):
         argv[1] = action
         r = run_agent([a for a in argv if a not in ("-n", TARGET)], env=clean_env(**env))
         assert r.returncode == 1 and named in r.stderr, (action, r.stderr)
+
+
+@pytest.mark.parametrize(("args", "env", "named", "value"), SETTINGS_CASES, ids=SETTINGS_IDS)
+def test_invalid_setting_is_named_with_its_source_in_process(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], named: str, value: str
+) -> None:
+    """The same table through resolve_settings: SettingsError.errors names the
+    setting, where its value came from, and the value."""
+    options = {args[i][2:].replace("-", "_"): args[i + 1] for i in range(0, len(args), 2)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(_native.SettingsError) as e:
+        _native.resolve_settings(**options)
+    if named in env:
+        source = f"environment variable {named}"
+        found = [(s, v) for s, where, v, _ in e.value.errors if where == source]
+    else:
+        found = [(s, v) for s, where, v, _ in e.value.errors if where == "option" and s == named]
+    assert [v for _, v in found] == [value], e.value.errors
+    assert all(reason for *_, reason in e.value.errors)
 
 
 def test_settings_from_stdin_are_named_as_well(dirs: Dirs) -> None:
