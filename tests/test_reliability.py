@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -288,20 +289,27 @@ def test_read_only_directories(dirs: Dirs, tmp_path: Path, responder: Any) -> No
         assert len(dirs.responses()) == 1
 
 
-def test_full_file_system_fails_the_request_naming_the_path(tmp_path: Path) -> None:
+@pytest.fixture
+def full_requests(tmp_path: Path) -> Iterator[Dirs]:
+    """Directories whose request directory is on a full file system."""
     with tmpfs(tmp_path / "full", size="16k") as full:
         req = full / "requests"
         req.mkdir()
         fill_up(full)
         d = Dirs(tmp_path, req, tmp_path / "responses", tmp_path / "logs")
         d.resp.mkdir()
-        r = run_agent(["-o", "off", "-n", TARGET, *d.argv("--fence-timeout", "2")])
-        assert r.returncode == 1
-        assert f"cannot write {req}/" in r.stderr, r.stderr
-        assert "No space left on device" in r.stderr
-        [record] = d.jsonl()
-        assert record["status"] == "failed" and str(req) in record["details"]
-        assert list(req.iterdir()) == [], "no request and no dot-temp is left"
+        yield d
+
+
+def test_full_file_system_fails_the_request_naming_the_path(full_requests: Dirs) -> None:
+    d, req = full_requests, full_requests.req
+    r = run_agent(["-o", "off", "-n", TARGET, *d.argv("--fence-timeout", "2")])
+    assert r.returncode == 1
+    assert f"cannot write {req}/" in r.stderr, r.stderr
+    assert "No space left on device" in r.stderr
+    [record] = d.jsonl()
+    assert record["status"] == "failed" and str(req) in record["details"]
+    assert list(req.iterdir()) == [], "no request and no dot-temp is left"
 
 
 def test_full_log_file_system_never_changes_the_outcome(
@@ -318,16 +326,10 @@ def test_full_log_file_system_never_changes_the_outcome(
         assert "cannot write log" in r.stderr and "No space left on device" in r.stderr
 
 
-def test_monitor_reports_a_full_request_file_system(tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "full", size="16k") as full:
-        req = full / "requests"
-        req.mkdir()
-        fill_up(full)
-        d = Dirs(tmp_path, req, tmp_path / "responses", tmp_path / "logs")
-        d.resp.mkdir()
-        r = run_agent(["-o", "monitor", *d.argv()])
-        assert r.returncode == 1
-        assert str(req) in r.stderr and "full" in r.stderr, r.stderr
+def test_monitor_reports_a_full_request_file_system(full_requests: Dirs) -> None:
+    r = run_agent(["-o", "monitor", *full_requests.argv()])
+    assert r.returncode == 1
+    assert str(full_requests.req) in r.stderr and "full" in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------
@@ -669,56 +671,42 @@ def test_hostile_response(
 # hostile input: settings
 
 
-SETTINGS_CASES: list[tuple[list[str], dict[str, str], str, str]] = [
-    # (options, environment, the setting named, the value quoted)
-    (["--fence-timeout", "abc"], {}, "fence_timeout", "abc"),
-    (["--fence-timeout", "0"], {}, "fence_timeout", "0"),
-    (["--fence-timeout", "-5"], {}, "fence_timeout", "-5"),
-    (["--fence-timeout", "99999999"], {}, "fence_timeout", "99999999"),
-    (["--fence-timeout", "nan"], {}, "fence_timeout", "nan"),
-    (["--fence-timeout", "inf"], {}, "fence_timeout", "inf"),
-    (["--fence-timeout", "86401"], {}, "fence_timeout", "86401"),
-    (["--fence-timeout", "0.5"], {}, "fence_timeout", "0.5"),
-    ([], {"FENCE_TIMEOUT": "abc"}, "FENCE_TIMEOUT", "abc"),
-    ([], {"FENCE_TIMEOUT": "0"}, "FENCE_TIMEOUT", "0"),
-    (["--request-dir", "relative/req"], {}, "request_dir", "relative/req"),
-    (["--response-dir", ""], {}, "response_dir", ""),
-    ([], {"NNF_FENCE_REQUEST_DIR": "req"}, "NNF_FENCE_REQUEST_DIR", "req"),
-    ([], {"NNF_FENCE_REQUEST_DIR": "./req"}, "NNF_FENCE_REQUEST_DIR", "./req"),
-    ([], {"NNF_FENCE_RESPONSE_DIR": "x/y"}, "NNF_FENCE_RESPONSE_DIR", "x/y"),
-    ([], {"LOG_DIR": "logs"}, "LOG_DIR", "logs"),
-    ([], {"LOG_DIR": ""}, "LOG_DIR", ""),
-    ([], {"FENCE_LOG": "main.log"}, "FENCE_LOG", "main.log"),
-    ([], {"FENCE_LOG": "logs/main.log"}, "FENCE_LOG", "logs/main.log"),
-    ([], {"FENCE_LOG": ""}, "FENCE_LOG", ""),
-    (["--poll-interval", "0"], {}, "poll_interval", "0"),
-    (["--poll-interval", "soon"], {}, "poll_interval", "soon"),
-    (["--poll-interval", "61"], {}, "poll_interval", "61"),
-    (["--poll-interval", "0.001"], {}, "poll_interval", "0.001"),
-    ([], {"FENCE_POLL_INTERVAL": "-1"}, "FENCE_POLL_INTERVAL", "-1"),
-    (["--force-poll", "maybe"], {}, "force_poll", "maybe"),
-    ([], {"FENCE_FORCE_POLL": "maybe"}, "FENCE_FORCE_POLL", "maybe"),
-    ([], {"FENCE_FORCE_POLL": "2"}, "FENCE_FORCE_POLL", "2"),
-    (["--kubectl-path", "bin/kubectl"], {}, "kubectl_path", "bin/kubectl"),
-    ([], {"FENCE_KUBECTL": "bin/kubectl"}, "FENCE_KUBECTL", "bin/kubectl"),
-    (["--discovery-timeout", "0"], {}, "discovery_timeout", "0"),
-    (["--discovery-timeout", "abc"], {}, "discovery_timeout", "abc"),
-    (["--discovery-timeout", "301"], {}, "discovery_timeout", "301"),
-    ([], {"FENCE_DISCOVERY_TIMEOUT": "-1"}, "FENCE_DISCOVERY_TIMEOUT", "-1"),
-    ([], {"FENCE_DISCOVERY_TIMEOUT": "x"}, "FENCE_DISCOVERY_TIMEOUT", "x"),
-    (["--log-mode", "0777"], {}, "log_mode", "0777"),
-    (["--log-mode", "0o1600"], {}, "log_mode", "0o1600"),
-    (["--log-mode", "rw-------"], {}, "log_mode", "rw-------"),
-    ([], {"FENCE_LOG_MODE": "rw"}, "FENCE_LOG_MODE", "rw"),
-    ([], {"FENCE_LOG_MODE": "0777"}, "FENCE_LOG_MODE", "0777"),
-    ([], {"FENCE_LOG_MODE": "0400"}, "FENCE_LOG_MODE", "0400"),
-    ([], {"FENCE_LOG_MODE": ""}, "FENCE_LOG_MODE", ""),
-    (["--stale-age", "abc"], {}, "stale_age", "abc"),
-    (["--stale-age", "0"], {}, "stale_age", "0"),
-    (["--stale-age", "-3"], {}, "stale_age", "-3"),
+SettingsCase = tuple[list[str], dict[str, str], str, str]
+# (options, environment, the setting named, the value quoted)
+
+
+def by_option(option: str, *values: str) -> list[SettingsCase]:
+    return [([option, v], {}, option[2:].replace("-", "_"), v) for v in values]
+
+
+def by_environment(variable: str, *values: str) -> list[SettingsCase]:
+    return [([], {variable: v}, variable, v) for v in values]
+
+
+SETTINGS_CASES: list[SettingsCase] = [
+    *by_option("--fence-timeout", "abc", "0", "-5", "99999999", "nan", "inf", "86401", "0.5"),
+    *by_environment("FENCE_TIMEOUT", "abc", "0"),
+    *by_option("--request-dir", "relative/req"),
+    *by_option("--response-dir", ""),
+    *by_environment("NNF_FENCE_REQUEST_DIR", "req", "./req"),
+    *by_environment("NNF_FENCE_RESPONSE_DIR", "x/y"),
+    *by_environment("LOG_DIR", "logs", ""),
+    *by_environment("FENCE_LOG", "main.log", "logs/main.log", ""),
+    *by_option("--poll-interval", "0", "soon", "61", "0.001"),
+    *by_environment("FENCE_POLL_INTERVAL", "-1"),
+    *by_option("--force-poll", "maybe"),
+    *by_environment("FENCE_FORCE_POLL", "maybe", "2"),
+    *by_option("--kubectl-path", "bin/kubectl"),
+    *by_environment("FENCE_KUBECTL", "bin/kubectl"),
+    *by_option("--discovery-timeout", "0", "abc", "301"),
+    *by_environment("FENCE_DISCOVERY_TIMEOUT", "-1", "x"),
+    *by_option("--log-mode", "0777", "0o1600", "rw-------"),
+    *by_environment("FENCE_LOG_MODE", "rw", "0777", "0400", ""),
+    *by_option("--stale-age", "abc", "0", "-3"),
+    *by_environment("FENCE_STALE_AGE", "soon"),
+    # stale_age must be longer than fence_timeout.
     (["--fence-timeout", "10", "--stale-age", "10"], {}, "stale_age", "10"),
     (["--fence-timeout", "10"], {"FENCE_STALE_AGE": "5"}, "FENCE_STALE_AGE", "5"),
-    ([], {"FENCE_STALE_AGE": "soon"}, "FENCE_STALE_AGE", "soon"),
 ]
 SETTINGS_IDS = [
     f"{'/'.join(a) or '-'}|{'/'.join(f'{k}={v}' for k, v in e.items()) or '-'}"
