@@ -11,11 +11,13 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,63 @@ def lines_of(path: Path, strict: bool = True) -> list[str]:
 def records_of(path: Path) -> list[dict[str, Any]]:
     """The records of a detailed log (JSON Lines are split at \\n only)."""
     return [json.loads(line) for line in lines_of(path, strict=False)]
+
+
+STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
+MAIN_RE = re.compile(rf"^{STAMP} \[(INFO|WARNING|ERROR|DEBUG)\] .+$")
+STATUSES = "initiated|completed|failed|timeout|interrupted|unfenced|already_unfenced"
+READABLE_RE = re.compile(
+    rf"^{STAMP} ACTION=(?P<action>\S+) TARGET=(?P<target>\S+) GFS2=(?P<gfs2>\[[^\]]*\]) "
+    rf"STATUS=(?P<status>{STATUSES}) DETAILS=(?P<details>.*)$"
+)
+UTC_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+COMMON_KEYS = {
+    "timestamp",
+    "action",
+    "target_node",
+    "status",
+    "details",
+    "recorder_node",
+    "pacemaker_action",
+    "gfs2_filesystems",
+}
+
+
+@dataclass
+class Logs:
+    main: list[str]
+    readable: list[str]
+    detailed: list[dict[str, Any]]
+
+
+def read_logs(log_dir: Path, readable_strict: bool = True) -> Logs:
+    """Reads the three logs and checks every line's format."""
+    main = lines_of(log_dir / MAIN_LOG)
+    for line in main:
+        assert MAIN_RE.match(line), f"main log line: {line!r}"
+    readable = lines_of(log_dir / READABLE_LOG)
+    if readable_strict:
+        for line in readable:
+            assert READABLE_RE.match(line), f"readable log line: {line!r}"
+    # JSON Lines are split at \\n only (test_journal has a test of Unicode line breaks).
+    detailed = records_of(log_dir / DETAILED_LOG)
+    for rec in detailed:
+        check_record(rec)
+    return Logs(main, readable, detailed)
+
+
+def check_record(rec: dict[str, Any]) -> None:
+    """The fields every detailed record has, and their formats."""
+    assert rec.keys() >= COMMON_KEYS, rec
+    assert UTC_RE.match(rec["timestamp"]), rec
+    assert rec["status"] in STATUSES.split("|"), rec
+    assert isinstance(rec["gfs2_filesystems"], list), rec
+    assert all(isinstance(g, str) for g in rec["gfs2_filesystems"]), rec
+    assert rec["recorder_node"], rec
+    if rec["status"] == "initiated":
+        assert UUID_RE.match(rec["request_id"]), rec
+        assert not {"action_performed", "elapsed_ms", "response_file"} & rec.keys(), rec
 
 
 def statuses(d: Dirs) -> list[str]:

@@ -1,7 +1,8 @@
 """The three log files, as the installed agent writes them.
 
-Formats, the lifecycle of each fence, escaping of hostile text, concurrent
-agents, logrotate while fences run, and a log that cannot be written.
+Formats, the lifecycle of each fence, escaping of hostile text, logrotate
+while fences run, and a log that cannot be written. Many agents writing the
+logs at once are in test_load.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,67 +28,16 @@ from helpers import (
     DETAILED_LOG,
     LOG_NAMES,
     MAIN_LOG,
+    MAIN_RE,
     READABLE_LOG,
+    READABLE_RE,
+    STAMP,
     answering,
     assert_fenced_and_reported,
+    check_record,
     lines_of,
-    records_of,
+    read_logs,
 )
-
-STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
-MAIN_RE = re.compile(rf"^{STAMP} \[(INFO|WARNING|ERROR|DEBUG)\] .+$")
-STATUSES = "initiated|completed|failed|timeout|interrupted|unfenced|already_unfenced"
-READABLE_RE = re.compile(
-    rf"^{STAMP} ACTION=(?P<action>\S+) TARGET=(?P<target>\S+) GFS2=(?P<gfs2>\[.*?\]) "
-    rf"STATUS=(?P<status>{STATUSES}) DETAILS=(?P<details>.*)$"
-)
-UTC_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-COMMON_KEYS = {
-    "timestamp",
-    "action",
-    "target_node",
-    "status",
-    "details",
-    "recorder_node",
-    "pacemaker_action",
-    "gfs2_filesystems",
-}
-
-
-@dataclass
-class Logs:
-    main: list[str]
-    readable: list[str]
-    detailed: list[dict[str, Any]]
-
-
-def read_logs(log_dir: Path, readable_strict: bool = True) -> Logs:
-    """Reads the three logs and checks every line's format."""
-    main = lines_of(log_dir / MAIN_LOG)
-    for line in main:
-        assert MAIN_RE.match(line), f"main log line: {line!r}"
-    readable = lines_of(log_dir / READABLE_LOG)
-    if readable_strict:
-        for line in readable:
-            assert READABLE_RE.match(line), f"readable log line: {line!r}"
-    # JSON Lines are split at \\n only (see the Unicode line-break test below).
-    detailed = records_of(log_dir / DETAILED_LOG)
-    for rec in detailed:
-        check_record(rec)
-    return Logs(main, readable, detailed)
-
-
-def check_record(rec: dict[str, Any]) -> None:
-    assert rec.keys() >= COMMON_KEYS, rec
-    assert UTC_RE.match(rec["timestamp"]), rec
-    assert rec["status"] in STATUSES.split("|"), rec
-    assert isinstance(rec["gfs2_filesystems"], list), rec
-    assert all(isinstance(g, str) for g in rec["gfs2_filesystems"]), rec
-    assert rec["recorder_node"], rec
-    if rec["status"] == "initiated":
-        assert UUID_RE.match(rec["request_id"]), rec
-        assert not {"action_performed", "elapsed_ms", "response_file"} & rec.keys(), rec
 
 
 def lifecycles(records: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -308,39 +257,6 @@ def test_refused_target_cannot_forge_readable_fields(dirs: Dirs) -> None:
     assert readable_statuses([line]) == ["failed"], line
     # DETAILS is free text; the fields before it are not.
     assert " STATUS=completed" not in line.split(" DETAILS=", 1)[0]
-
-
-# --- concurrency -----------------------------------------------------------
-
-
-def test_64_concurrent_agents_write_whole_lines(dirs: Dirs, responder: Any) -> None:
-    responder("--quiet")
-    procs = [
-        subprocess.Popen(
-            [AGENT, *fence_args(dirs, f"compute-node-{i}", "--fence-timeout", "60")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=clean_env(),
-        )
-        for i in range(64)
-    ]
-    results = [(p.wait(timeout=90), p.communicate()) for p in procs]
-    assert [rc for rc, _ in results] == [0] * 64, [err for _, (_, err) in results if err][:3]
-
-    logs = read_logs(dirs.log)
-    assert len(logs.detailed) == 128
-    assert Counter(r["status"] for r in logs.detailed) == {"initiated": 64, "completed": 64}
-    by_id = lifecycles(logs.detailed)
-    assert len(by_id) == 64
-    assert all(v == ["initiated", "completed"] for v in by_id.values()), by_id
-    targets = {r["target_node"] for r in logs.detailed}
-    assert targets == {f"compute-node-{i}" for i in range(64)}
-    assert len(logs.readable) == 128
-    assert len(logs.main) == 64 * 6
-    leftovers = [p.name for d in (dirs.req, dirs.resp) for p in d.iterdir()]
-    assert [n for n in leftovers if n.startswith(".")] == []
-    assert list(dirs.req.iterdir()) == []
 
 
 # --- logrotate -------------------------------------------------------------

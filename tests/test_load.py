@@ -23,13 +23,16 @@ from typing import Any
 import pytest
 
 from conftest import AGENT, Dirs, clean_env, run_agent
-from helpers import DETAILED_LOG, MAIN_LOG, READABLE_LOG, answering, lines_of, records_of, success
-
-READABLE_LINE = re.compile(
-    r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ACTION=\S+ TARGET=\S+ GFS2=\[[^\]]*\] "
-    r"STATUS=[a-z_]+ DETAILS=.*$"
+from helpers import (
+    DETAILED_LOG,
+    MAIN_LOG,
+    READABLE_LOG,
+    answering,
+    lines_of,
+    read_logs,
+    records_of,
+    success,
 )
-MAIN_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[(DEBUG|INFO|WARNING|ERROR)\] .+$")
 
 
 def size(name: str, default: int) -> int:
@@ -68,10 +71,21 @@ def fence_all(d: Dirs, targets: list[str], timeout: str = "50") -> list[tuple[in
     return results
 
 
+def timed_run(label: str, argv: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Runs the agent once; prints and returns how long it took."""
+    started = time.monotonic()
+    r = run_agent(argv)
+    took = time.monotonic() - started
+    print(f"{label}: {took:.2f} s")
+    return r, took
+
+
 def check_exchanges(d: Dirs, targets: list[str]) -> None:
     """One initiated and one completed record per agent, each with its own
-    request and its own response file; every line of every log whole."""
-    records = records_of(d.log / DETAILED_LOG)
+    request and its own response file; every line of every log whole and in
+    its format."""
+    logs = read_logs(d.log)
+    records = logs.detailed
     assert len(records) == 2 * len(targets)
     by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -89,10 +103,9 @@ def check_exchanges(d: Dirs, targets: list[str]) -> None:
         assert body["request_id"] == rid and body["target_node"] == pair[0]["target_node"]
         assert body["success"] is True
     assert len(d.responses()) == len(targets)
-    readable = lines_of(d.log / READABLE_LOG)
-    assert len(readable) == 2 * len(targets)
-    assert all(READABLE_LINE.match(line) for line in readable)
-    assert all(MAIN_LINE.match(line) for line in lines_of(d.log / MAIN_LOG))
+    assert len(logs.readable) == 2 * len(targets)
+    # requested, written, GFS2, initiated, answer, completed
+    assert len(logs.main) == 6 * len(targets), logs.main
     assert list(d.req.iterdir()) == [], "every request was taken"
     leftovers = [
         p
@@ -240,10 +253,10 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dirs]:
 def test_fence_answers_beside_100000_responses_and_10000_stale_requests(big: Dirs) -> None:
     # The stale requests stay unanswered.
     with answering(big, success("answered under load"), new_only=True):
-        started = time.monotonic()
-        r = run_agent(["-o", "off", "-n", "compute-node-3", *big.argv("--fence-timeout", "30")])
-        took = time.monotonic() - started
-    print(f"fence beside {OLD_RESPONSES} responses: {took:.2f} s")
+        r, took = timed_run(
+            f"fence beside {OLD_RESPONSES} responses",
+            ["-o", "off", "-n", "compute-node-3", *big.argv("--fence-timeout", "30")],
+        )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Success: compute-node-3 fenced")
     final = big.jsonl()[-1]
@@ -254,10 +267,9 @@ def test_fence_answers_beside_100000_responses_and_10000_stale_requests(big: Dir
 
 
 def test_status_answers_beside_100000_responses(big: Dirs) -> None:
-    started = time.monotonic()
-    r = run_agent(["-o", "status", "-n", "old-node-5", *big.argv()])
-    took = time.monotonic() - started
-    print(f"status over {OLD_RESPONSES} responses: {took:.2f} s")
+    r, took = timed_run(
+        f"status over {OLD_RESPONSES} responses", ["-o", "status", "-n", "old-node-5", *big.argv()]
+    )
     assert r.returncode == 2, r.stderr
     assert "Status: OFF" in r.stdout
     r = run_agent(["-o", "status", "-n", "never-fenced-node", *big.argv()])
@@ -271,10 +283,9 @@ def test_status_answers_beside_100000_responses(big: Dirs) -> None:
 
 
 def test_unfence_beside_100000_responses(big: Dirs) -> None:
-    started = time.monotonic()
-    r = run_agent(["-o", "on", "-n", "old-node-7", *big.argv()])
-    took = time.monotonic() - started
-    print(f"on over {OLD_RESPONSES} responses: {took:.2f} s")
+    r, took = timed_run(
+        f"on over {OLD_RESPONSES} responses", ["-o", "on", "-n", "old-node-7", *big.argv()]
+    )
     assert r.returncode == 0, r.stderr
     per_target = OLD_RESPONSES // OLD_TARGETS
     assert f"removed {per_target} fenced record(s)" in r.stdout
@@ -285,10 +296,10 @@ def test_unfence_beside_100000_responses(big: Dirs) -> None:
 
 
 def test_monitor_removes_10000_stale_requests(big: Dirs) -> None:
-    started = time.monotonic()
-    r = run_agent(["-o", "monitor", *big.argv("--fence-timeout", "1", "--stale-age", "2")])
-    took = time.monotonic() - started
-    print(f"monitor removing {STALE_REQUESTS} stale requests: {took:.2f} s")
+    r, took = timed_run(
+        f"monitor removing {STALE_REQUESTS} stale requests",
+        ["-o", "monitor", *big.argv("--fence-timeout", "1", "--stale-age", "2")],
+    )
     assert r.returncode == 0, r.stderr
     assert os.listdir(big.req) == []
     removed = [
