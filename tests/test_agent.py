@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,10 +15,7 @@ import pytest
 import fence_gfs2_recorder
 from conftest import AGENT, Dirs, clean_env, run_agent
 from fence_gfs2_recorder import _native
-
-
-def statuses(d: Dirs) -> list[str]:
-    return [r["status"] for r in d.jsonl()]
+from helpers import answering, main_log, statuses, success
 
 
 def test_reboot_from_the_command_line_succeeds_and_keeps_the_response(
@@ -34,8 +30,7 @@ def test_reboot_from_the_command_line_succeeds_and_keeps_the_response(
     assert body["target_node"] == "compute-node-3" and body["success"] is True
     assert statuses(dirs) == ["initiated", "completed"]
     assert list(dirs.req.iterdir()) == []
-    main_log = (dirs.log / "fence-events.log").read_text()
-    assert "Fence action requested: reboot for target: compute-node-3" in main_log
+    assert "Fence action requested: reboot for target: compute-node-3" in main_log(dirs)
 
 
 def test_pacemaker_stdin_with_nodename_and_nodeid(dirs: Dirs, responder) -> None:
@@ -93,37 +88,12 @@ def test_every_fence_is_a_fresh_request(dirs: Dirs, responder) -> None:
     assert statuses(dirs) == ["initiated", "completed"] * 2
 
 
-def answer_by_hand(d: Dirs, body_for: object, delay: float = 0.0) -> threading.Thread:
-    """Answers the first request with a custom body (a test-specific responder)."""
-
-    def run() -> None:
-        end = time.monotonic() + 15
-        while time.monotonic() < end:
-            for p in d.req.glob("*.json"):
-                request = json.loads(p.read_text())
-                time.sleep(delay)
-                body = body_for(request)  # type: ignore[operator]
-                for name, text in body:
-                    tmp = d.resp / f".{name}.tmp"
-                    tmp.write_text(text)
-                    tmp.rename(d.resp / name)
-                return
-            time.sleep(0.01)
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t
-
-
 def test_spoofed_request_id_is_ignored(dirs: Dirs) -> None:
-    def spoof(request: dict[str, str]) -> list[tuple[str, str]]:
-        name = request["request_id"] + ".json"
-        fake = dict(request, request_id=str(uuid.uuid4()), success=True)
-        return [(name, json.dumps(fake))]
+    def spoof(request: dict[str, str]) -> str:
+        return json.dumps(dict(request, request_id=str(uuid.uuid4()), success=True))
 
-    t = answer_by_hand(dirs, spoof)
-    r = run_agent(["-o", "off", "-n", "compute-node-3", *dirs.argv("--fence-timeout", "2")])
-    t.join()
+    with answering(dirs, spoof, first_only=True, take=False):
+        r = run_agent(["-o", "off", "-n", "compute-node-3", *dirs.argv("--fence-timeout", "2")])
     assert r.returncode == 1
     [final] = [x for x in dirs.jsonl() if x["status"] != "initiated"]
     assert final["status"] == "timeout"
@@ -211,60 +181,6 @@ def test_fence_timeout_option_overrides_the_environment_in_the_agent(dirs: Dirs)
     )
     assert r.returncode == 1
     assert "no answer" in r.stderr
-
-
-@pytest.mark.parametrize(
-    ("args", "env", "named", "value"),
-    [
-        (["--fence-timeout", "abc"], {}, "fence_timeout", "abc"),
-        (["--fence-timeout", "0"], {}, "fence_timeout", "0"),
-        (["--fence-timeout", "-5"], {}, "fence_timeout", "-5"),
-        (["--fence-timeout", "99999999"], {}, "fence_timeout", "99999999"),
-        ([], {"FENCE_TIMEOUT": "abc"}, "FENCE_TIMEOUT", "abc"),
-        ([], {"FENCE_TIMEOUT": "0"}, "FENCE_TIMEOUT", "0"),
-        (["--request-dir", "relative/req"], {}, "request_dir", "relative/req"),
-        (["--response-dir", ""], {}, "response_dir", ""),
-        ([], {"NNF_FENCE_REQUEST_DIR": "req"}, "NNF_FENCE_REQUEST_DIR", "req"),
-        ([], {"NNF_FENCE_RESPONSE_DIR": "x/y"}, "NNF_FENCE_RESPONSE_DIR", "x/y"),
-        ([], {"LOG_DIR": "logs"}, "LOG_DIR", "logs"),
-        ([], {"FENCE_LOG": "main.log"}, "FENCE_LOG", "main.log"),
-        (["--poll-interval", "0"], {}, "poll_interval", "0"),
-        (["--poll-interval", "soon"], {}, "poll_interval", "soon"),
-        (["--force-poll", "maybe"], {}, "force_poll", "maybe"),
-        ([], {"FENCE_POLL_INTERVAL": "-1"}, "FENCE_POLL_INTERVAL", "-1"),
-        ([], {"FENCE_FORCE_POLL": "maybe"}, "FENCE_FORCE_POLL", "maybe"),
-        (["--kubectl-path", "bin/kubectl"], {}, "kubectl_path", "bin/kubectl"),
-        (["--discovery-timeout", "0"], {}, "discovery_timeout", "0"),
-        (["--log-mode", "0777"], {}, "log_mode", "0777"),
-        ([], {"FENCE_LOG_MODE": "rw"}, "FENCE_LOG_MODE", "rw"),
-    ],
-)
-def test_every_invalid_setting_is_named_with_its_value(
-    dirs: Dirs, args: list[str], env: dict[str, str], named: str, value: str
-) -> None:
-    base = {"--request-dir": str(dirs.req), "--response-dir": str(dirs.resp)}
-    base["--log-dir"] = str(dirs.log)
-    for k in list(base):
-        if k in args:
-            del base[k]
-    argv = ["-o", "off", "-n", "compute-node-3", *[x for kv in base.items() for x in kv], *args]
-    for k in env:
-        # An environment value only counts when no option overrides it.
-        if k == "NNF_FENCE_REQUEST_DIR":
-            argv = drop_option(argv, "--request-dir")
-        if k == "NNF_FENCE_RESPONSE_DIR":
-            argv = drop_option(argv, "--response-dir")
-        if k == "LOG_DIR":
-            argv = drop_option(argv, "--log-dir")
-    r = run_agent(argv, env=clean_env(**env))
-    assert r.returncode == 1
-    assert named in r.stderr and f'"{value}"' in r.stderr, r.stderr
-    assert list(dirs.req.iterdir()) == [], "nothing is written with a bad setting"
-
-
-def drop_option(argv: list[str], name: str) -> list[str]:
-    i = argv.index(name)
-    return argv[:i] + argv[i + 2 :]
 
 
 def test_validate_all_lists_every_problem_without_side_effects(tmp_path: Path) -> None:
@@ -409,38 +325,18 @@ def test_in_process_answer_is_seen_within_milliseconds(dirs: Dirs) -> None:
         poll_interval="30",
         kubectl_path="",
     )
-    renamed_at: list[float] = []
-
-    def answer() -> None:
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            for p in dirs.req.glob("*.json"):
-                req = json.loads(p.read_text())
-                tmp = dirs.resp / f".{p.name}.tmp"
-                tmp.write_text(json.dumps(dict(req, success=True, message="ok")))
-                tmp.rename(dirs.resp / p.name)
-                renamed_at.append(time.monotonic())
-                return
-            time.sleep(0.001)
-
-    t = threading.Thread(target=answer)
-    t.start()
-    result = _native.fence(settings, "off", b"compute-node-3")
-    returned = time.monotonic()
-    t.join()
+    with answering(dirs, success("ok"), first_only=True, take=False, poll=0.001) as renamed_at:
+        result = _native.fence(settings, "off", b"compute-node-3")
+        returned = time.monotonic()
     assert result.kind == "answered" and result.success
     # The poll is 30 s: only the watcher can explain an answer this soon.
     assert returned - renamed_at[0] < 5
 
 
 def test_outcome_line_cannot_forge_lines_in_pacemaker_logs(dirs: Dirs) -> None:
-    def hostile(request: dict[str, str]) -> list[tuple[str, str]]:
-        body = dict(request, success=True, message="done\nFAKE: Success\x1b[0m")
-        return [(request["request_id"] + ".json", json.dumps(body))]
-
-    t = answer_by_hand(dirs, hostile)
-    r = run_agent(["-o", "off", "-n", "compute-node-3", *dirs.argv("--fence-timeout", "5")])
-    t.join()
+    hostile = success("done\nFAKE: Success\x1b[0m")
+    with answering(dirs, hostile, first_only=True, take=False):
+        r = run_agent(["-o", "off", "-n", "compute-node-3", *dirs.argv("--fence-timeout", "5")])
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("\n") == 1
     assert "done\\nFAKE: Success\\x1b[0m" in r.stdout

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, Dirs, clean_env, run_agent
-from helpers import assert_group_gone
+from helpers import assert_group_gone, final_record, main_log
 
 TARGET = "compute-node-3"
 NAMES = ["nnf-storage-1", "nnf-storage-4", "default-wf-gfs2c-0-gfs2-0"]
@@ -48,10 +48,10 @@ def printing_fixture(tmp_path: Path) -> Path:
     return stand_in(tmp_path / "bin", f"cat '{copy}'")
 
 
-def main_log(dirs: Dirs) -> list[tuple[str, str]]:
+def main_log_entries(dirs: Dirs) -> list[tuple[str, str]]:
     """(level, message) of every main log line."""
     lines = []
-    for line in (dirs.log / "fence-events.log").read_text().splitlines():
+    for line in main_log(dirs).splitlines():
         m = LOG_LINE.match(line)
         assert m, f"unexpected main log line: {line!r}"
         lines.append((m["level"], m["msg"]))
@@ -59,13 +59,14 @@ def main_log(dirs: Dirs) -> list[tuple[str, str]]:
 
 
 def gfs2_lines(dirs: Dirs) -> list[tuple[str, str]]:
-    return [(lv, msg) for lv, msg in main_log(dirs) if msg.startswith("GFS2 filesystems for ")]
+    return [
+        (lv, msg) for lv, msg in main_log_entries(dirs) if msg.startswith("GFS2 filesystems for ")
+    ]
 
 
-def final_record(dirs: Dirs) -> dict[str, Any]:
-    records = dirs.jsonl()
-    assert [r["status"] for r in records] == ["initiated", "completed"], records
-    return records[-1]
+def completed_record(dirs: Dirs) -> dict[str, Any]:
+    """The final record of a fence whose records are initiated, then completed."""
+    return final_record(dirs, ["initiated", "completed"])
 
 
 @pytest.mark.parametrize("via", ["stdin", "argv"])
@@ -82,7 +83,7 @@ def test_names_found_land_in_the_final_record_and_the_main_log(
     else:
         r = run_agent(dirs.argv("-o", "off", "-n", TARGET, "--kubectl-path", str(kubectl)))
     assert r.returncode == 0, r.stderr
-    assert final_record(dirs)["gfs2_filesystems"] == NAMES
+    assert completed_record(dirs)["gfs2_filesystems"] == NAMES
     assert gfs2_lines(dirs) == [("INFO", FOUND_LINE)]
 
 
@@ -107,7 +108,7 @@ def test_bare_name_is_looked_up_in_path_with_kubeconfig_inherited(
     responder("--delay", "0.5")
     r = run_agent(stdin=dirs.stdin(action="off", plug=TARGET), env=env)
     assert r.returncode == 0, r.stderr
-    assert final_record(dirs)["gfs2_filesystems"] == NAMES
+    assert completed_record(dirs)["gfs2_filesystems"] == NAMES
     assert gfs2_lines(dirs) == [("INFO", FOUND_LINE)]
 
 
@@ -188,7 +189,7 @@ def test_slow_kubectl_never_delays_the_fence(dirs: Dirs, responder: Any, tmp_pat
     started = time.monotonic()
     r = run_agent(stdin=dirs.stdin(action="off", plug=TARGET, kubectl_path=str(kubectl)))
     assert r.returncode == 0, r.stderr
-    final = final_record(dirs)
+    final = completed_record(dirs)
     assert final["elapsed_ms"] < 1400, final
     assert final["gfs2_filesystems"] == []
     # The agent did not leave kubectl running behind it.

@@ -15,30 +15,33 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_reliability import (
+
+from conftest import Dirs, clean_env, run_agent
+from helpers import (
+    DETAILED_LOG,
     FAKETIME_LIB,
+    LOG_NAMES,
+    READABLE_LOG,
     TARGET,
     answer_body,
+    answering,
     fill_up,
     final_record,
     finish,
+    main_log,
     start_agent,
     tmpfs,
     wait_for_request,
     wait_for_status,
 )
 
-from conftest import Dirs, clean_env, run_agent
-
 NOTHING_FOUND = "No block storage resources found to fence"
 THIS_RABBIT = socket.gethostname().split(".")[0]
-LOG_NAMES = ["fence-events.log", "fence-events-readable.log", "fence-events-detailed.jsonl"]
 
 
 # --------------------------------------------------------------------------
@@ -77,55 +80,37 @@ def failing_kubectl(tmp_path: Path) -> Path:
     return script
 
 
-def answer_nothing_found(d: Dirs) -> threading.Thread:
-    """Plays nnf-sos's in-place path: reads the request, writes the compact
-    "nothing found" success answer in place in two writes, deletes the request."""
-
-    def run() -> None:
-        req = wait_for_request(d)
-        request = json.loads(req.read_text())
-        body = json.dumps(
-            {
-                "request_id": request["request_id"],
-                "status": "success",
-                "success": True,
-                "message": NOTHING_FOUND,
-                "timestamp": "2026-01-01T00:00:00Z",
-                "target_node": request["target_node"],
-                "action": request["action"],
-                "recorder_node": request["recorder_node"],
-                "action_performed": "off",
-            },
-            separators=(",", ":"),
-        )
-        with (d.resp / req.name).open("w") as f:
-            f.write(body[:25])
-            f.flush()
-            time.sleep(0.05)
-            f.write(body[25:])
-        req.unlink()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+def nothing_found(request: dict[str, Any]) -> str:
+    """nnf-sos's compact "nothing found" success answer."""
+    return json.dumps(
+        {
+            "request_id": request["request_id"],
+            "status": "success",
+            "success": True,
+            "message": NOTHING_FOUND,
+            "timestamp": "2026-01-01T00:00:00Z",
+            "target_node": request["target_node"],
+            "action": request["action"],
+            "recorder_node": request["recorder_node"],
+            "action_performed": "off",
+        },
+        separators=(",", ":"),
+    )
 
 
 def fence_nothing_found(
     d: Dirs, kubectl_path: Path, timeout: str = "10", **extra: str
 ) -> tuple[subprocess.CompletedProcess[str], float]:
-    t = answer_nothing_found(d)
-    started = time.monotonic()
+    """A fence answered the way nnf-sos's in-place path does: the request is
+    read, the answer written in place in two writes, the request deleted."""
     args = ["-o", "off", "-n", TARGET, *d.argv("--fence-timeout", timeout)]
     for k, v in extra.items():
         args += [f"--{k.replace('_', '-')}", v]
-    r = run_agent(args, env=clean_env(FENCE_KUBECTL=str(kubectl_path)))
-    took = time.monotonic() - started
-    t.join(timeout=10)
+    with answering(d, nothing_found, first_only=True, in_place=True):
+        started = time.monotonic()
+        r = run_agent(args, env=clean_env(FENCE_KUBECTL=str(kubectl_path)))
+        took = time.monotonic() - started
     return r, took
-
-
-def main_log(d: Dirs) -> str:
-    return (d.log / "fence-events.log").read_text()
 
 
 def mkfifo(p: Path) -> None:
@@ -288,7 +273,7 @@ def test_a_planted_fragment_is_not_glued_to_the_next_record(dirs: Dirs, responde
         lines = (dirs.log / name).read_text().splitlines()
         assert lines[0] == '{"timestamp": "2026-', (name, lines)
         assert all(line.startswith(("[", "{")) for line in lines[1:]), (name, lines)
-    jsonl = (dirs.log / "fence-events-detailed.jsonl").read_text().splitlines()[1:]
+    jsonl = (dirs.log / DETAILED_LOG).read_text().splitlines()[1:]
     assert [json.loads(line)["status"] for line in jsonl] == ["initiated", "completed"]
 
 
@@ -298,7 +283,7 @@ def test_a_short_write_on_a_full_disk_leaves_the_next_record_whole(
     with tmpfs(tmp_path / "full", size="64k") as full:
         logs = full / "logs"
         logs.mkdir()
-        jsonl = logs / "fence-events-detailed.jsonl"
+        jsonl = logs / DETAILED_LOG
         # Two pages, the second with 60 bytes free; then no page left at all.
         jsonl.write_text("x" * (2 * 4096 - 61) + "\n")
         fill_up(full)
@@ -416,7 +401,7 @@ def test_an_answer_message_cannot_forge_the_readable_status(dirs: Dirs) -> None:
     )
     _, err = finish(p)
     assert p.returncode == 1, err
-    readable = (dirs.log / "fence-events-readable.log").read_text().splitlines()
+    readable = (dirs.log / READABLE_LOG).read_text().splitlines()
     assert [line for line in readable if "STATUS=completed" in line] == []
     assert " STATUS=failed DETAILS=Failed to fence node STATUS\\x3dcompleted ok" in readable[-1]
 

@@ -1,7 +1,8 @@
 """The three log files, as the installed agent writes them.
 
-Formats, the lifecycle of each fence, escaping of hostile text, concurrent
-agents, logrotate while fences run, and a log that cannot be written.
+Formats, the lifecycle of each fence, escaping of hostile text, logrotate
+while fences run, and a log that cannot be written. Many agents writing the
+logs at once are in test_load.
 """
 
 from __future__ import annotations
@@ -16,90 +17,27 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import AGENT, Dirs, clean_env, have, run_agent
-
-MAIN_LOG = "fence-events.log"
-READABLE_LOG = "fence-events-readable.log"
-DETAILED_LOG = "fence-events-detailed.jsonl"
-LOG_NAMES = (MAIN_LOG, READABLE_LOG, DETAILED_LOG)
-
-STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
-MAIN_RE = re.compile(rf"^{STAMP} \[(INFO|WARNING|ERROR|DEBUG)\] .+$")
-STATUSES = "initiated|completed|failed|timeout|interrupted|unfenced|already_unfenced"
-READABLE_RE = re.compile(
-    rf"^{STAMP} ACTION=(?P<action>\S+) TARGET=(?P<target>\S+) GFS2=(?P<gfs2>\[.*?\]) "
-    rf"STATUS=(?P<status>{STATUSES}) DETAILS=(?P<details>.*)$"
+from conftest import AGENT, Dirs, clean_env, run_agent
+from helpers import (
+    DETAILED_LOG,
+    LOG_NAMES,
+    MAIN_LOG,
+    MAIN_RE,
+    READABLE_LOG,
+    READABLE_RE,
+    STAMP,
+    answering,
+    assert_fenced_and_reported,
+    check_record,
+    lines_of,
+    read_logs,
 )
-UTC_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-COMMON_KEYS = {
-    "timestamp",
-    "action",
-    "target_node",
-    "status",
-    "details",
-    "recorder_node",
-    "pacemaker_action",
-    "gfs2_filesystems",
-}
-
-
-def lines_of(path: Path, strict: bool = True) -> list[str]:
-    """The lines of a log; fails if any record is not exactly one line.
-
-    `strict`: not even the breaks str.splitlines() honours besides \\n
-    (\\r, \\x0b, \\x0c, \\x1c-\\x1e, \\x85, U+2028, U+2029).
-    """
-    if not path.exists():
-        return []
-    text = path.read_bytes().decode("utf-8")
-    assert text == "" or text.endswith("\n"), f"{path.name}: last record unterminated"
-    lines = text.split("\n")[:-1]
-    if strict:
-        assert text.splitlines() == lines, f"{path.name}: a record holds a line break: {text!r}"
-    return lines
-
-
-@dataclass
-class Logs:
-    main: list[str]
-    readable: list[str]
-    detailed: list[dict[str, Any]]
-
-
-def read_logs(log_dir: Path, readable_strict: bool = True) -> Logs:
-    """Reads the three logs and checks every line's format."""
-    main = lines_of(log_dir / MAIN_LOG)
-    for line in main:
-        assert MAIN_RE.match(line), f"main log line: {line!r}"
-    readable = lines_of(log_dir / READABLE_LOG)
-    if readable_strict:
-        for line in readable:
-            assert READABLE_RE.match(line), f"readable log line: {line!r}"
-    # JSON Lines are split at \\n only (see the Unicode line-break test below).
-    detailed = [json.loads(x) for x in lines_of(log_dir / DETAILED_LOG, strict=False)]
-    for rec in detailed:
-        check_record(rec)
-    return Logs(main, readable, detailed)
-
-
-def check_record(rec: dict[str, Any]) -> None:
-    assert rec.keys() >= COMMON_KEYS, rec
-    assert UTC_RE.match(rec["timestamp"]), rec
-    assert rec["status"] in STATUSES.split("|"), rec
-    assert isinstance(rec["gfs2_filesystems"], list), rec
-    assert all(isinstance(g, str) for g in rec["gfs2_filesystems"]), rec
-    assert rec["recorder_node"], rec
-    if rec["status"] == "initiated":
-        assert UUID_RE.match(rec["request_id"]), rec
-        assert not {"action_performed", "elapsed_ms", "response_file"} & rec.keys(), rec
 
 
 def lifecycles(records: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -249,39 +187,16 @@ HOSTILE_MESSAGE = (
 )
 
 
-def answer_requests(dirs: Dirs, message: str, stop: threading.Event) -> threading.Thread:
-    """Answers every request with `message`, the way the reconciler writes
-    (a dot-temp file renamed into place)."""
-
-    def run() -> None:
-        while not stop.is_set():
-            for req in dirs.req.glob("*.json"):
-                if req.name.startswith("."):
-                    continue
-                try:
-                    request = json.loads(req.read_text())
-                except (OSError, ValueError):
-                    continue  # not complete yet
-                body = {"request_id": request["request_id"], "success": True, "message": message}
-                tmp = dirs.resp / f".{req.name}.tmp"
-                tmp.write_text(json.dumps(body))
-                os.replace(tmp, dirs.resp / req.name)
-                req.unlink()
-            time.sleep(0.01)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+def answer_with(message: str) -> Callable[[dict[str, Any]], str]:
+    """The body of a reconciler's answer: the request_id, success and `message`."""
+    return lambda request: json.dumps(
+        {"request_id": request["request_id"], "success": True, "message": message}
+    )
 
 
 def test_hostile_answer_stays_one_line_per_record(dirs: Dirs) -> None:
-    stop = threading.Event()
-    t = answer_requests(dirs, HOSTILE_MESSAGE, stop)
-    try:
+    with answering(dirs, answer_with(HOSTILE_MESSAGE)):
         r = run_agent(fence_args(dirs))
-    finally:
-        stop.set()
-        t.join()
     assert r.returncode == 0, r.stderr
     logs = read_logs(dirs.log)
     assert (len(logs.main), len(logs.readable), len(logs.detailed)) == (6, 2, 2)
@@ -302,13 +217,8 @@ def test_hostile_answer_stays_one_line_per_record(dirs: Dirs) -> None:
 
 
 def test_detailed_log_holds_no_unicode_line_breaks(dirs: Dirs) -> None:
-    stop = threading.Event()
-    t = answer_requests(dirs, "a\x85b\u2028c\u2029d\x7fe", stop)
-    try:
+    with answering(dirs, answer_with("a\x85b\u2028c\u2029d\x7fe")):
         r = run_agent(fence_args(dirs))
-    finally:
-        stop.set()
-        t.join()
     assert r.returncode == 0, r.stderr
     lines = lines_of(dirs.log / DETAILED_LOG, strict=True)
     assert json.loads(lines[-1])["details"] == "a\x85b\u2028c\u2029d\x7fe"
@@ -347,39 +257,6 @@ def test_refused_target_cannot_forge_readable_fields(dirs: Dirs) -> None:
     assert readable_statuses([line]) == ["failed"], line
     # DETAILS is free text; the fields before it are not.
     assert " STATUS=completed" not in line.split(" DETAILS=", 1)[0]
-
-
-# --- concurrency -----------------------------------------------------------
-
-
-def test_64_concurrent_agents_write_whole_lines(dirs: Dirs, responder: Any) -> None:
-    responder("--quiet")
-    procs = [
-        subprocess.Popen(
-            [AGENT, *fence_args(dirs, f"compute-node-{i}", "--fence-timeout", "60")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=clean_env(),
-        )
-        for i in range(64)
-    ]
-    results = [(p.wait(timeout=90), p.communicate()) for p in procs]
-    assert [rc for rc, _ in results] == [0] * 64, [err for _, (_, err) in results if err][:3]
-
-    logs = read_logs(dirs.log)
-    assert len(logs.detailed) == 128
-    assert Counter(r["status"] for r in logs.detailed) == {"initiated": 64, "completed": 64}
-    by_id = lifecycles(logs.detailed)
-    assert len(by_id) == 64
-    assert all(v == ["initiated", "completed"] for v in by_id.values()), by_id
-    targets = {r["target_node"] for r in logs.detailed}
-    assert targets == {f"compute-node-{i}" for i in range(64)}
-    assert len(logs.readable) == 128
-    assert len(logs.main) == 64 * 6
-    leftovers = [p.name for d in (dirs.req, dirs.resp) for p in d.iterdir()]
-    assert [n for n in leftovers if n.startswith(".")] == []
-    assert list(dirs.req.iterdir()) == []
 
 
 # --- logrotate -------------------------------------------------------------
@@ -480,16 +357,6 @@ def fence_without_log(dirs: Dirs, log_dir: Path) -> subprocess.CompletedProcess[
     return run_agent([*args, "--log-dir", str(log_dir)])
 
 
-def assert_fenced_and_reported(r: subprocess.CompletedProcess[str], dirs: Dirs) -> None:
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("Success: compute-node-3 fenced"), r.stdout
-    assert len(dirs.responses()) == 1
-    reports = [x for x in r.stderr.splitlines() if "cannot write log" in x]
-    # Each file is reported once, however many records it missed.
-    for name in LOG_NAMES:
-        assert len([x for x in reports if f"/{name}:" in x]) == 1, r.stderr
-
-
 def test_log_dir_that_cannot_be_created(dirs: Dirs, responder: Any, tmp_path: Path) -> None:
     responder()
     blocker = tmp_path / "a-file"
@@ -508,42 +375,7 @@ def test_log_files_that_are_directories(dirs: Dirs, responder: Any) -> None:
     assert all((dirs.log / n).is_dir() for n in LOG_NAMES)
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if not have("mount"):
-        pytest.skip("no mount command to make a full file system")
-    m = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0750", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if m.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {m.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def test_full_file_system(dirs: Dirs, responder: Any, tiny_fs: Path) -> None:
-    responder()
-    log_dir = tiny_fs / "logs"
-    log_dir.mkdir()
-    with open(tiny_fs / "filler", "wb", buffering=0) as f:
-        for size in (4096, 1):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError:
-                pass
-    r = fence_without_log(dirs, log_dir)
-    assert_fenced_and_reported(r, dirs)
-    assert "No space left on device" in r.stderr
-
-
-# --- modes and symlinks ------------------------------------------------------
+# --- modes ------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -561,19 +393,6 @@ def test_log_mode_option(dirs: Dirs, responder: Any, umask_022: None) -> None:
     assert r.returncode == 0, r.stderr
     for name in LOG_NAMES:
         assert stat.S_IMODE((dirs.log / name).stat().st_mode) == 0o640, name
-
-
-def test_planted_symlinks_are_not_followed(dirs: Dirs, responder: Any, tmp_path: Path) -> None:
-    responder()
-    dirs.log.mkdir()
-    victim = tmp_path / "victim"
-    victim.write_text("precious\n")
-    for name in LOG_NAMES:
-        (dirs.log / name).symlink_to(victim)
-    r = fence_without_log(dirs, dirs.log)
-    assert_fenced_and_reported(r, dirs)
-    assert victim.read_text() == "precious\n"
-    assert all((dirs.log / n).is_symlink() for n in LOG_NAMES)
 
 
 def test_shipped_copytruncate_config_is_valid(tmp_path: Path) -> None:

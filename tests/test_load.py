@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -24,12 +23,16 @@ from typing import Any
 import pytest
 
 from conftest import AGENT, Dirs, clean_env, run_agent
-
-READABLE_LINE = re.compile(
-    r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ACTION=\S+ TARGET=\S+ GFS2=\[[^\]]*\] "
-    r"STATUS=[a-z_]+ DETAILS=.*$"
+from helpers import (
+    DETAILED_LOG,
+    MAIN_LOG,
+    READABLE_LOG,
+    answering,
+    lines_of,
+    read_logs,
+    records_of,
+    success,
 )
-MAIN_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[(DEBUG|INFO|WARNING|ERROR)\] .+$")
 
 
 def size(name: str, default: int) -> int:
@@ -68,16 +71,21 @@ def fence_all(d: Dirs, targets: list[str], timeout: str = "50") -> list[tuple[in
     return results
 
 
-def lines_of(path: Path) -> list[str]:
-    data = path.read_bytes()
-    assert data.endswith(b"\n"), f"{path} does not end with a newline"
-    return data.decode().split("\n")[:-1]
+def timed_run(label: str, argv: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Runs the agent once; prints and returns how long it took."""
+    started = time.monotonic()
+    r = run_agent(argv)
+    took = time.monotonic() - started
+    print(f"{label}: {took:.2f} s")
+    return r, took
 
 
 def check_exchanges(d: Dirs, targets: list[str]) -> None:
     """One initiated and one completed record per agent, each with its own
-    request and its own response file; every line of every log whole."""
-    records = [json.loads(line) for line in lines_of(d.log / "fence-events-detailed.jsonl")]
+    request and its own response file; every line of every log whole and in
+    its format."""
+    logs = read_logs(d.log)
+    records = logs.detailed
     assert len(records) == 2 * len(targets)
     by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -95,10 +103,9 @@ def check_exchanges(d: Dirs, targets: list[str]) -> None:
         assert body["request_id"] == rid and body["target_node"] == pair[0]["target_node"]
         assert body["success"] is True
     assert len(d.responses()) == len(targets)
-    readable = lines_of(d.log / "fence-events-readable.log")
-    assert len(readable) == 2 * len(targets)
-    assert all(READABLE_LINE.match(line) for line in readable)
-    assert all(MAIN_LINE.match(line) for line in lines_of(d.log / "fence-events.log"))
+    assert len(logs.readable) == 2 * len(targets)
+    # requested, written, GFS2, initiated, answer, completed
+    assert len(logs.main) == 6 * len(targets), logs.main
     assert list(d.req.iterdir()) == [], "every request was taken"
     leftovers = [
         p
@@ -170,12 +177,12 @@ def test_32_processes_write_10000_journal_records_without_a_torn_line(dirs: Dirs
     print(f"{total} events from {procs} processes: {took:.1f} s, {total / took:.0f} events/s")
     expected = {f"node-{p}-{i}" for p in range(procs) for i in range(per)}
 
-    records = [json.loads(line) for line in lines_of(dirs.log / "fence-events-detailed.jsonl")]
+    records = records_of(dirs.log / DETAILED_LOG)
     assert len(records) == total
     assert {r["target_node"] for r in records} == expected
     assert {r["status"] for r in records} == {"already_unfenced"}
 
-    readable = lines_of(dirs.log / "fence-events-readable.log")
+    readable = lines_of(dirs.log / READABLE_LOG)
     assert len(readable) == total
     pattern = re.compile(
         r"^\[[\d :-]{19}\] ACTION=on TARGET=(node-\d+-\d+) GFS2=\[\] "
@@ -188,7 +195,7 @@ def test_32_processes_write_10000_journal_records_without_a_torn_line(dirs: Dirs
         seen.append(m[1])
     assert Counter(seen) == Counter(expected)
 
-    main = lines_of(dirs.log / "fence-events.log")
+    main = lines_of(dirs.log / MAIN_LOG)
     assert len(main) == 2 * total
     main_pattern = re.compile(
         r"^\[[\d :-]{19}\] \[INFO\] (?:Fence action requested: on for target: (node-\d+-\d+)|"
@@ -243,40 +250,13 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dirs]:
     subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-def answer_new_requests(d: Dirs, stop: threading.Event) -> threading.Thread:
-    """A responder for new requests only (the stale ones stay unanswered)."""
-    known = set(os.listdir(d.req))
-
-    def run() -> None:
-        while not stop.is_set():
-            for name in set(os.listdir(d.req)) - known:
-                if name.startswith(".") or not name.endswith(".json"):
-                    continue
-                known.add(name)
-                request = json.loads((d.req / name).read_text())
-                body = dict(request, success=True, message="answered under load")
-                tmp = d.resp / f".{name}.tmp"
-                tmp.write_text(json.dumps(body))
-                tmp.rename(d.resp / name)
-                (d.req / name).unlink()
-            stop.wait(0.01)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-
 def test_fence_answers_beside_100000_responses_and_10000_stale_requests(big: Dirs) -> None:
-    stop = threading.Event()
-    t = answer_new_requests(big, stop)
-    try:
-        started = time.monotonic()
-        r = run_agent(["-o", "off", "-n", "compute-node-3", *big.argv("--fence-timeout", "30")])
-        took = time.monotonic() - started
-    finally:
-        stop.set()
-        t.join()
-    print(f"fence beside {OLD_RESPONSES} responses: {took:.2f} s")
+    # The stale requests stay unanswered.
+    with answering(big, success("answered under load"), new_only=True):
+        r, took = timed_run(
+            f"fence beside {OLD_RESPONSES} responses",
+            ["-o", "off", "-n", "compute-node-3", *big.argv("--fence-timeout", "30")],
+        )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Success: compute-node-3 fenced")
     final = big.jsonl()[-1]
@@ -287,10 +267,9 @@ def test_fence_answers_beside_100000_responses_and_10000_stale_requests(big: Dir
 
 
 def test_status_answers_beside_100000_responses(big: Dirs) -> None:
-    started = time.monotonic()
-    r = run_agent(["-o", "status", "-n", "old-node-5", *big.argv()])
-    took = time.monotonic() - started
-    print(f"status over {OLD_RESPONSES} responses: {took:.2f} s")
+    r, took = timed_run(
+        f"status over {OLD_RESPONSES} responses", ["-o", "status", "-n", "old-node-5", *big.argv()]
+    )
     assert r.returncode == 2, r.stderr
     assert "Status: OFF" in r.stdout
     r = run_agent(["-o", "status", "-n", "never-fenced-node", *big.argv()])
@@ -304,10 +283,9 @@ def test_status_answers_beside_100000_responses(big: Dirs) -> None:
 
 
 def test_unfence_beside_100000_responses(big: Dirs) -> None:
-    started = time.monotonic()
-    r = run_agent(["-o", "on", "-n", "old-node-7", *big.argv()])
-    took = time.monotonic() - started
-    print(f"on over {OLD_RESPONSES} responses: {took:.2f} s")
+    r, took = timed_run(
+        f"on over {OLD_RESPONSES} responses", ["-o", "on", "-n", "old-node-7", *big.argv()]
+    )
     assert r.returncode == 0, r.stderr
     per_target = OLD_RESPONSES // OLD_TARGETS
     assert f"removed {per_target} fenced record(s)" in r.stdout
@@ -318,16 +296,14 @@ def test_unfence_beside_100000_responses(big: Dirs) -> None:
 
 
 def test_monitor_removes_10000_stale_requests(big: Dirs) -> None:
-    started = time.monotonic()
-    r = run_agent(["-o", "monitor", *big.argv("--fence-timeout", "1", "--stale-age", "2")])
-    took = time.monotonic() - started
-    print(f"monitor removing {STALE_REQUESTS} stale requests: {took:.2f} s")
+    r, took = timed_run(
+        f"monitor removing {STALE_REQUESTS} stale requests",
+        ["-o", "monitor", *big.argv("--fence-timeout", "1", "--stale-age", "2")],
+    )
     assert r.returncode == 0, r.stderr
     assert os.listdir(big.req) == []
     removed = [
-        line
-        for line in lines_of(big.log / "fence-events.log")
-        if "Removed stale request file" in line
+        line for line in lines_of(big.log / MAIN_LOG) if "Removed stale request file" in line
     ]
     assert len(removed) == STALE_REQUESTS
     assert len(os.listdir(big.resp)) == OLD_RESPONSES + 1 - OLD_RESPONSES // OLD_TARGETS

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import pytest
 
 from conftest import AGENT, DATA, Dirs, clean_env, run_agent
+from helpers import fill_up, tmpfs, wait_for_request
 
 NODE = "n3"
 ORACLE_SRC = DATA / "nnf_oracle" / "main.go"
@@ -359,16 +360,6 @@ def test_fence_success_needs_success_true(dirs: Dirs) -> None:
     assert dirs.jsonl()[-1]["status"] == "failed"
 
 
-def wait_for_request(d: Dirs, within: float = 20) -> Path:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        names = sorted(p for p in d.req.iterdir() if p.suffix == ".json" and p.name[0] != ".")
-        if names:
-            return names[0]
-        time.sleep(0.005)
-    raise AssertionError("no request appeared")
-
-
 # --------------------------------------------------------------------------
 # unfencing that stays done
 
@@ -426,8 +417,6 @@ def test_on_waits_for_an_answer_still_being_written(dirs: Dirs, responder: Any) 
 
 
 def test_on_needs_no_log_space(tmp_path: Path) -> None:
-    from test_reliability import fill_up, tmpfs
-
     with tmpfs(tmp_path / "full", size="16k") as full:
         d = Dirs(tmp_path, tmp_path / "requests", tmp_path / "responses", full / "logs")
         d.req.mkdir()

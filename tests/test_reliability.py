@@ -9,8 +9,6 @@ docs/RELIABILITY.md lists every case with its expected behaviour.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -27,141 +25,38 @@ import pytest
 
 from conftest import AGENT, Dirs, clean_env, run_agent
 from fence_gfs2_recorder import _native
-
-TARGET = "compute-node-3"
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
-
+from helpers import (
+    DETAILED_LOG,
+    FAKETIME_LIB,
+    LOG_NAMES,
+    MAIN_LOG,
+    READABLE_LOG,
+    TARGET,
+    answer_body,
+    assert_fenced_and_reported,
+    fill_up,
+    final_record,
+    finish,
+    main_log,
+    remount_read_only,
+    start_agent,
+    statuses,
+    tmpfs,
+    wait_for_request,
+    wait_for_status,
+)
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def start_agent(
-    d: Dirs,
-    *extra: str,
-    action: str = "off",
-    target: str = TARGET,
-    timeout: str = "2",
-    env: dict[str, str] | None = None,
-    prefix: list[str] | None = None,
-) -> subprocess.Popen[str]:
-    """Starts a fence in the background, as Pacemaker's fencer does."""
-    argv = [*(prefix or []), AGENT, "-o", action, "-n", target]
-    argv += d.argv("--fence-timeout", timeout, *extra)
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env if env is not None else clean_env(),
-    )
-
-
-def request_names(d: Dirs) -> set[str]:
-    return {p.name for p in d.req.iterdir() if p.name.endswith(".json") and p.name[0] != "."}
-
-
-def wait_for_request(d: Dirs, ignore: set[str] | None = None, within: float = 20) -> Path:
-    """The request file of the agent just started (not one in `ignore`)."""
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        new = request_names(d) - (ignore or set())
-        if new:
-            return d.req / sorted(new)[0]
-        time.sleep(0.005)
-    raise AssertionError(f"no request appeared in {d.req} within {within} s")
-
-
-def wait_for_status(d: Dirs, status: str, count: int = 1, within: float = 20) -> None:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if sum(1 for r in d.jsonl() if r["status"] == status) >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"no {status!r} record within {within} s: {d.jsonl()}")
-
-
-def statuses(d: Dirs) -> list[str]:
-    return [r["status"] for r in d.jsonl()]
-
-
-def final_record(d: Dirs) -> dict[str, Any]:
-    records = d.jsonl()
-    assert records, "no journal record"
-    return records[-1]
 
 
 def dot_temps(*dirs: Path) -> list[Path]:
     return [p for d in dirs if d.is_dir() for p in d.iterdir() if p.name.startswith(".")]
 
 
-def answer_body(request: Path, **fields: Any) -> str:
-    body = json.loads(request.read_text())
-    body.update({"success": True, "message": "done", "action_performed": "off"})
-    body.update(fields)
-    return json.dumps(body, indent=2) + "\n"
-
-
 def tree(root: Path) -> set[str]:
     """Every path under root (files, links, directories), relative."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-def finish(p: subprocess.Popen[str], within: float = 60) -> tuple[str, str]:
-    try:
-        return p.communicate(timeout=within)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str = "64k") -> Iterator[Path]:
-    """A small tmpfs mounted at `where` (root only); skips the test if mounting fails."""
-    where.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
-def remount_read_only(where: Path) -> None:
-    r = subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot remount {where} read-only: {r.stderr.strip()}")
-
-
-def fill_up(fs_root: Path) -> None:
-    """Writes to a filler file until the file system says it is full."""
-    fd = os.open(fs_root / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        chunk = b"\0" * 1024
-        while True:
-            try:
-                os.write(fd, chunk)
-            except OSError as e:
-                assert e.errno == errno.ENOSPC, e
-                break
-        # Also fill the last partial page.
-        while True:
-            try:
-                os.write(fd, b"\0")
-            except OSError:
-                break
-    finally:
-        os.close(fd)
 
 
 def native_settings(d: Dirs, **extra: str) -> _native.Settings:
@@ -296,10 +191,10 @@ def test_sigkilled_leftovers_are_removed_by_monitor_but_attempts_in_flight_are_n
         assert not req.exists() and not tmp.exists()
         assert unrelated.exists(), "only request and dot-temp names are cleaned"
         assert live_req.exists(), "a young request of an attempt in flight is never touched"
-        main_log = (dirs.log / "fence-events.log").read_text()
-        assert f"Removed stale request file {req}" in main_log
-        assert f"Removed stale request file {tmp}" in main_log
-        assert str(live_req) not in main_log.split("Removed stale", 1)[1]
+        log = main_log(dirs)
+        assert f"Removed stale request file {req}" in log
+        assert f"Removed stale request file {tmp}" in log
+        assert str(live_req) not in log.split("Removed stale", 1)[1]
         # The attempt in flight goes on and gets its answer.
         (dirs.resp / live_req.name).write_text(answer_body(live_req))
         _, err = finish(live)
@@ -394,20 +289,27 @@ def test_read_only_directories(dirs: Dirs, tmp_path: Path, responder: Any) -> No
         assert len(dirs.responses()) == 1
 
 
-def test_full_file_system_fails_the_request_naming_the_path(tmp_path: Path) -> None:
+@pytest.fixture
+def full_requests(tmp_path: Path) -> Iterator[Dirs]:
+    """Directories whose request directory is on a full file system."""
     with tmpfs(tmp_path / "full", size="16k") as full:
         req = full / "requests"
         req.mkdir()
         fill_up(full)
         d = Dirs(tmp_path, req, tmp_path / "responses", tmp_path / "logs")
         d.resp.mkdir()
-        r = run_agent(["-o", "off", "-n", TARGET, *d.argv("--fence-timeout", "2")])
-        assert r.returncode == 1
-        assert f"cannot write {req}/" in r.stderr, r.stderr
-        assert "No space left on device" in r.stderr
-        [record] = d.jsonl()
-        assert record["status"] == "failed" and str(req) in record["details"]
-        assert list(req.iterdir()) == [], "no request and no dot-temp is left"
+        yield d
+
+
+def test_full_file_system_fails_the_request_naming_the_path(full_requests: Dirs) -> None:
+    d, req = full_requests, full_requests.req
+    r = run_agent(["-o", "off", "-n", TARGET, *d.argv("--fence-timeout", "2")])
+    assert r.returncode == 1
+    assert f"cannot write {req}/" in r.stderr, r.stderr
+    assert "No space left on device" in r.stderr
+    [record] = d.jsonl()
+    assert record["status"] == "failed" and str(req) in record["details"]
+    assert list(req.iterdir()) == [], "no request and no dot-temp is left"
 
 
 def test_full_log_file_system_never_changes_the_outcome(
@@ -420,20 +322,14 @@ def test_full_log_file_system_never_changes_the_outcome(
         d = Dirs(tmp_path, dirs.req, dirs.resp, logs)
         responder()
         r = run_agent(["-o", "off", "-n", TARGET, *d.argv("--fence-timeout", "10")])
-        assert r.returncode == 0, r.stderr
+        assert_fenced_and_reported(r, d)
         assert "cannot write log" in r.stderr and "No space left on device" in r.stderr
 
 
-def test_monitor_reports_a_full_request_file_system(tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "full", size="16k") as full:
-        req = full / "requests"
-        req.mkdir()
-        fill_up(full)
-        d = Dirs(tmp_path, req, tmp_path / "responses", tmp_path / "logs")
-        d.resp.mkdir()
-        r = run_agent(["-o", "monitor", *d.argv()])
-        assert r.returncode == 1
-        assert str(req) in r.stderr and "full" in r.stderr, r.stderr
+def test_monitor_reports_a_full_request_file_system(full_requests: Dirs) -> None:
+    r = run_agent(["-o", "monitor", *full_requests.argv()])
+    assert r.returncode == 1
+    assert str(full_requests.req) in r.stderr and "full" in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------
@@ -483,7 +379,7 @@ def test_forced_polling_finds_an_answer_written_in_place(dirs: Dirs) -> None:
     _, err = finish(p)
     assert p.returncode == 0, err
     assert statuses(dirs) == ["initiated", "completed"]
-    assert "cannot watch" not in (dirs.log / "fence-events.log").read_text()
+    assert "cannot watch" not in main_log(dirs)
 
 
 def test_watcher_start_failure_falls_back_to_polling(dirs: Dirs, responder: Any) -> None:
@@ -511,9 +407,9 @@ def test_watcher_start_failure_falls_back_to_polling(dirs: Dirs, responder: Any)
     p = start_agent(dirs, "--poll-interval", "0.1", timeout="10", prefix=limited)
     _, err = finish(p)
     assert p.returncode == 0, err
-    main_log = (dirs.log / "fence-events.log").read_text()
-    assert f"cannot watch {dirs.resp}" in main_log, main_log
-    assert "polling every 0.100 s instead" in main_log
+    log = main_log(dirs)
+    assert f"cannot watch {dirs.resp}" in log, log
+    assert "polling every 0.100 s instead" in log
     assert statuses(dirs) == ["initiated", "completed"]
 
 
@@ -630,7 +526,7 @@ def test_hostile_target_in_process_is_refused_and_recorded_escaped(dirs: Dirs, r
     assert result.kind == "refused" and not result.success
     assert "the target node name contains" in result.message
     check_one_escaped_refusal(dirs, before, raw.decode())
-    for name in ("fence-events.log", "fence-events-readable.log"):
+    for name in (MAIN_LOG, READABLE_LOG):
         text = (dirs.log / name).read_text()
         assert "forged" not in text or "\\n[2025" in text
         assert "\x1b" not in text and "\r" not in text
@@ -645,20 +541,16 @@ def check_one_escaped_refusal(
     shown = target.replace("\\", "\\\\") if raw_text else target
     assert record["target_node"] == shown
     assert "request_id" not in record
-    readable = (d.log / "fence-events-readable.log").read_text()
+    readable = (d.log / READABLE_LOG).read_text()
     assert readable.count("\n") == 1 and readable.endswith("\n"), readable
     assert "STATUS=failed" in readable
-    main_log = (d.log / "fence-events.log").read_text().splitlines()
-    assert all(line.startswith("[") for line in main_log), main_log
+    main = main_log(d).splitlines()
+    assert all(line.startswith("[") for line in main), main
     assert list(d.req.iterdir()) == [] and list(d.resp.iterdir()) == []
     new = tree(d.root) - before
     assert new <= {"logs", *(f"logs/{n}" for n in os.listdir(d.log))}, new
-    assert {p.split("/")[-1] for p in new if p != "logs"} <= {
-        "fence-events.log",
-        "fence-events-readable.log",
-        "fence-events-detailed.jsonl",
-        ".fence-events.lock",  # the journal's rotation lock (empty)
-    }
+    # Besides the logs, only the journal's rotation lock (empty).
+    assert {p.split("/")[-1] for p in new if p != "logs"} <= {*LOG_NAMES, ".fence-events.lock"}
     assert not (d.root / "pwned").exists()
 
 
@@ -776,52 +668,62 @@ def test_hostile_response(
 
 
 # --------------------------------------------------------------------------
-# hostile input: settings (test_agent.py covers the common ones)
+# hostile input: settings
 
 
-SETTINGS_CASES: list[tuple[list[str], dict[str, str], str, str]] = [
-    # (options, environment, the setting named, the value quoted)
-    (["--stale-age", "abc"], {}, "stale_age", "abc"),
-    (["--stale-age", "0"], {}, "stale_age", "0"),
-    (["--stale-age", "-3"], {}, "stale_age", "-3"),
+SettingsCase = tuple[list[str], dict[str, str], str, str]
+# (options, environment, the setting named, the value quoted)
+
+
+def by_option(option: str, *values: str) -> list[SettingsCase]:
+    return [([option, v], {}, option[2:].replace("-", "_"), v) for v in values]
+
+
+def by_environment(variable: str, *values: str) -> list[SettingsCase]:
+    return [([], {variable: v}, variable, v) for v in values]
+
+
+SETTINGS_CASES: list[SettingsCase] = [
+    *by_option("--fence-timeout", "abc", "0", "-5", "99999999", "nan", "inf", "86401", "0.5"),
+    *by_environment("FENCE_TIMEOUT", "abc", "0"),
+    *by_option("--request-dir", "relative/req"),
+    *by_option("--response-dir", ""),
+    *by_environment("NNF_FENCE_REQUEST_DIR", "req", "./req"),
+    *by_environment("NNF_FENCE_RESPONSE_DIR", "x/y"),
+    *by_environment("LOG_DIR", "logs", ""),
+    *by_environment("FENCE_LOG", "main.log", "logs/main.log", ""),
+    *by_option("--poll-interval", "0", "soon", "61", "0.001"),
+    *by_environment("FENCE_POLL_INTERVAL", "-1"),
+    *by_option("--force-poll", "maybe"),
+    *by_environment("FENCE_FORCE_POLL", "maybe", "2"),
+    *by_option("--kubectl-path", "bin/kubectl"),
+    *by_environment("FENCE_KUBECTL", "bin/kubectl"),
+    *by_option("--discovery-timeout", "0", "abc", "301"),
+    *by_environment("FENCE_DISCOVERY_TIMEOUT", "-1", "x"),
+    *by_option("--log-mode", "0777", "0o1600", "rw-------"),
+    *by_environment("FENCE_LOG_MODE", "rw", "0777", "0400", ""),
+    *by_option("--stale-age", "abc", "0", "-3"),
+    *by_environment("FENCE_STALE_AGE", "soon"),
+    # stale_age must be longer than fence_timeout.
     (["--fence-timeout", "10", "--stale-age", "10"], {}, "stale_age", "10"),
     (["--fence-timeout", "10"], {"FENCE_STALE_AGE": "5"}, "FENCE_STALE_AGE", "5"),
-    ([], {"FENCE_STALE_AGE": "soon"}, "FENCE_STALE_AGE", "soon"),
-    (["--discovery-timeout", "abc"], {}, "discovery_timeout", "abc"),
-    (["--discovery-timeout", "301"], {}, "discovery_timeout", "301"),
-    ([], {"FENCE_DISCOVERY_TIMEOUT": "-1"}, "FENCE_DISCOVERY_TIMEOUT", "-1"),
-    ([], {"FENCE_DISCOVERY_TIMEOUT": "x"}, "FENCE_DISCOVERY_TIMEOUT", "x"),
-    ([], {"FENCE_LOG_MODE": "0777"}, "FENCE_LOG_MODE", "0777"),
-    ([], {"FENCE_LOG_MODE": "0400"}, "FENCE_LOG_MODE", "0400"),
-    ([], {"FENCE_LOG_MODE": ""}, "FENCE_LOG_MODE", ""),
-    (["--log-mode", "0o1600"], {}, "log_mode", "0o1600"),
-    (["--log-mode", "rw-------"], {}, "log_mode", "rw-------"),
-    ([], {"FENCE_LOG": "logs/main.log"}, "FENCE_LOG", "logs/main.log"),
-    ([], {"FENCE_LOG": ""}, "FENCE_LOG", ""),
-    (["--fence-timeout", "nan"], {}, "fence_timeout", "nan"),
-    (["--fence-timeout", "inf"], {}, "fence_timeout", "inf"),
-    (["--fence-timeout", "86401"], {}, "fence_timeout", "86401"),
-    (["--fence-timeout", "0.5"], {}, "fence_timeout", "0.5"),
-    (["--poll-interval", "61"], {}, "poll_interval", "61"),
-    (["--poll-interval", "0.001"], {}, "poll_interval", "0.001"),
-    ([], {"FENCE_FORCE_POLL": "2"}, "FENCE_FORCE_POLL", "2"),
-    ([], {"FENCE_KUBECTL": "bin/kubectl"}, "FENCE_KUBECTL", "bin/kubectl"),
-    ([], {"LOG_DIR": ""}, "LOG_DIR", ""),
-    ([], {"NNF_FENCE_REQUEST_DIR": "./req"}, "NNF_FENCE_REQUEST_DIR", "./req"),
+]
+SETTINGS_IDS = [
+    f"{'/'.join(a) or '-'}|{'/'.join(f'{k}={v}' for k, v in e.items()) or '-'}"
+    for a, e, _, _ in SETTINGS_CASES
 ]
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "named", "value"),
-    SETTINGS_CASES,
-    ids=[f"{'/'.join(a) or '-'}|{'/'.join(f'{k}={v}' for k, v in e.items()) or '-'}"
-         for a, e, _, _ in SETTINGS_CASES],
-)  # fmt: skip
+@pytest.mark.parametrize(("args", "env", "named", "value"), SETTINGS_CASES, ids=SETTINGS_IDS)
 def test_invalid_setting_is_named_with_its_value(
     dirs: Dirs, args: list[str], env: dict[str, str], named: str, value: str
 ) -> None:
     base = {"--request-dir": str(dirs.req), "--response-dir": str(dirs.resp)}
     base["--log-dir"] = str(dirs.log)
+    # An option given by the case replaces the base one.
+    for k in args:
+        base.pop(k, None)
+    # An environment value only counts when no option overrides it.
     env_overrides = {
         "NNF_FENCE_REQUEST_DIR": "--request-dir",
         "NNF_FENCE_RESPONSE_DIR": "--response-dir",
@@ -834,12 +736,33 @@ def test_invalid_setting_is_named_with_its_value(
     assert r.returncode == 1
     assert named in r.stderr and f'"{value}"' in r.stderr, r.stderr
     assert "invalid" in r.stderr
-    assert list(dirs.req.iterdir()) == [] and not dirs.log.exists()
+    assert list(dirs.req.iterdir()) == [], "nothing is written with a bad setting"
+    assert not dirs.log.exists()
     # validate-all and monitor name it the same way.
     for action in ("validate-all", "monitor"):
         argv[1] = action
         r = run_agent([a for a in argv if a not in ("-n", TARGET)], env=clean_env(**env))
         assert r.returncode == 1 and named in r.stderr, (action, r.stderr)
+
+
+@pytest.mark.parametrize(("args", "env", "named", "value"), SETTINGS_CASES, ids=SETTINGS_IDS)
+def test_invalid_setting_is_named_with_its_source_in_process(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], named: str, value: str
+) -> None:
+    """The same table through resolve_settings: SettingsError.errors names the
+    setting, where its value came from, and the value."""
+    options = {args[i][2:].replace("-", "_"): args[i + 1] for i in range(0, len(args), 2)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(_native.SettingsError) as e:
+        _native.resolve_settings(**options)
+    if named in env:
+        source = f"environment variable {named}"
+        found = [(s, v) for s, where, v, _ in e.value.errors if where == source]
+    else:
+        found = [(s, v) for s, where, v, _ in e.value.errors if where == "option" and s == named]
+    assert [v for _, v in found] == [value], e.value.errors
+    assert all(reason for *_, reason in e.value.errors)
 
 
 def test_settings_from_stdin_are_named_as_well(dirs: Dirs) -> None:
@@ -947,27 +870,25 @@ def test_symlinks_planted_at_the_log_names_are_not_followed(
     victims = tmp_path / "victims"
     victims.mkdir()
     dirs.log.mkdir()
-    names = ("fence-events.log", "fence-events-readable.log", "fence-events-detailed.jsonl")
-    for name in names:
+    for name in LOG_NAMES:
         (victims / name).write_text("precious\n")
         (dirs.log / name).symlink_to(victims / name)
     responder()
     r = run_agent(["-o", "off", "-n", TARGET, *dirs.argv("--fence-timeout", "10")])
-    assert r.returncode == 0, r.stderr
-    assert len(dirs.responses()) == 1
-    for name in names:
+    assert_fenced_and_reported(r, dirs)
+    for name in LOG_NAMES:
         assert (victims / name).read_text() == "precious\n"
         assert (dirs.log / name).is_symlink()
         assert f"cannot write log {dirs.log / name}" in r.stderr, r.stderr
     # FENCE_LOG pointing at a symlink: the same.
     link = tmp_path / "main-link.log"
-    link.symlink_to(victims / names[0])
+    link.symlink_to(victims / MAIN_LOG)
     r = run_agent(
         ["-o", "off", "-n", TARGET, *dirs.argv("--fence-timeout", "10")],
         env=clean_env(FENCE_LOG=str(link)),
     )
     assert r.returncode == 0, r.stderr
-    assert (victims / names[0]).read_text() == "precious\n"
+    assert (victims / MAIN_LOG).read_text() == "precious\n"
 
 
 def test_file_modes(dirs: Dirs) -> None:
@@ -981,10 +902,10 @@ def test_file_modes(dirs: Dirs) -> None:
     assert r.returncode == 0, r.stderr
     [kept] = (dirs.log / "unfenced").iterdir()
     assert kept.stat().st_mode & 0o777 == 0o600
-    for name in ("fence-events.log", "fence-events-readable.log", "fence-events-detailed.jsonl"):
+    for name in LOG_NAMES:
         assert (dirs.log / name).stat().st_mode & 0o777 == 0o600, name
     # log_mode widens new logs only as far as asked.
     d2 = Dirs(dirs.root, dirs.req, dirs.resp, dirs.root / "logs-0640")
     r = run_agent(["-o", "on", "-n", TARGET, *d2.argv("--log-mode", "0640")])
     assert r.returncode == 0, r.stderr
-    assert (d2.log / "fence-events-detailed.jsonl").stat().st_mode & 0o777 == 0o640
+    assert (d2.log / DETAILED_LOG).stat().st_mode & 0o777 == 0o640
