@@ -24,28 +24,43 @@ host but, when asked to keep them, the logs in its run directory.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_env import Proc, cluster_processes, find_binary, system_env, wait_until
+from cluster_env import (
+    JOURNAL_NAME,
+    REPO,
+    Harness,
+    Proc,
+    Tools,
+    cluster_processes,
+    corosync_conf,
+    end,
+    needs,
+    pacemaker_env,
+    poll,
+    read_journal,
+    refuse_beside_others,
+    responses_for,
+    run_install,
+    seed_cib,
+    sigterm,
+    system_env,
+    wait_for_banner,
+    wait_until,
+)
 
 from helpers import comm_of
 
-REPO = Path(__file__).resolve().parent.parent
-INSTALL_SCRIPT = REPO / "scripts" / "install.sh"
 NS_PREFIX = "fgr-"
 HUB = NS_PREFIX + "hub"
 NET = "10.213.9"
@@ -65,7 +80,6 @@ NODE_BINARIES = (
 REQUESTS = Path("/localdisk/fence-recorder/requests")
 RESPONSES = Path("/localdisk/fence-recorder/responses")
 FENCE_LOGS = Path("/var/log/gfs2-fencing")
-JOURNAL = "fence-events-detailed.jsonl"
 
 # Runs as the node's first process: its own mount and UTS namespace (from
 # unshare), inside the node's network namespace (from nsenter). Builds the
@@ -101,14 +115,14 @@ exec chroot . /bin/sleep infinity
 
 
 def skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "the multi-node cluster needs root (namespaces, corosync, pacemakerd)"
-    missing = [b for b in NODE_BINARIES if find_binary(b) is None]
-    if missing:
-        return (
-            f"the multi-node cluster needs {', '.join(missing)} (Debian packages pacemaker, "
-            "pacemaker-cli-utils, corosync, pcs, iproute2; scripts/setup.sh installs them)"
-        )
+    reason = needs(
+        "the multi-node cluster",
+        "namespaces, corosync, pacemakerd",
+        NODE_BINARIES,
+        "pacemaker, pacemaker-cli-utils, corosync, pcs and iproute2",
+    )
+    if reason is not None:
+        return reason
     probe = subprocess.run(
         ["unshare", "-m", "-n", "-u", "true"], capture_output=True, text=True, timeout=30
     )
@@ -124,13 +138,7 @@ def our_namespaces() -> list[str]:
 
 def refuse_if_busy() -> None:
     """Fails, touching nothing, if a cluster or namespaces of another run exist."""
-    running = cluster_processes()
-    if running:
-        pytest.fail(
-            "refusing to start the multi-node cluster: corosync/Pacemaker processes are "
-            f"running that it did not start (left untouched): {running}",
-            pytrace=False,
-        )
+    refuse_beside_others("the multi-node cluster")
     stale = our_namespaces()
     if stale:
         pytest.fail(
@@ -146,7 +154,9 @@ def now() -> float:
 
 
 @dataclass
-class Node:
+class Node(Tools):
+    """One namespaced node; its tools run inside it."""
+
     name: str
     ip: str
     votes: int
@@ -174,36 +184,37 @@ class Node:
                 return self.dir / sub / inside.relative_to(base)
         raise ValueError(f"{inside} is not private to the node")
 
+    def run(
+        self, *argv: str, timeout: float = 90, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        assert self.holder is not None, f"{self.name} is down"
+        return subprocess.run(
+            ["nsenter", "-t", str(self.holder.pid), "-n", "-m", "-u", "-r", "-w", "--", *argv],
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            env=system_env(),
+            timeout=timeout,
+        )
+
     def journal(self, log_dir: Path = FENCE_LOGS) -> list[dict[str, Any]]:
-        path = self.host_path(log_dir / JOURNAL)
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return read_journal(self.host_path(log_dir / JOURNAL_NAME))
 
     def responses_for(self, target: str, response_dir: Path = RESPONSES) -> list[Path]:
-        found = []
-        for p in sorted(self.host_path(response_dir).glob("*.json")):
-            try:
-                body = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue
-            if body.get("target_node") == target and body.get("success") is True:
-                found.append(p)
-        return found
+        """The kept success answers for target."""
+        return responses_for(self.host_path(response_dir), target, only_success=True)
 
     def requests(self, request_dir: Path = REQUESTS) -> list[Path]:
         d = self.host_path(request_dir)
         return sorted(d.iterdir()) if d.is_dir() else []
 
 
-class FieldCluster:
+class FieldCluster(Harness):
     """Namespaced nodes, their corosync and Pacemaker, and the responders."""
 
     def __init__(self, spec: Iterable[tuple[str, int, int]], cluster_name: str) -> None:
-        self.t0 = now()
+        super().__init__("fgr-field-")
         self.cluster_name = cluster_name
-        self.root = Path(tempfile.mkdtemp(prefix="fgr-field-", dir="/tmp"))
-        self.root.chmod(0o755)  # pacemaker-controld reads metadata as hacluster
         self.holder_script = self.root / "holder.sh"
         self.holder_script.write_text(HOLDER)
         self.prefix = self.root / "install"
@@ -215,8 +226,6 @@ class FieldCluster:
         }
         self.responders: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         self.extra: list[subprocess.Popen[bytes]] = []
-        self.notes: list[str] = []
-        self.timings: list[str] = []
         self.applied: list[str] = []
         self.hub_made = False
         self._out = 0
@@ -226,19 +235,12 @@ class FieldCluster:
     def install_agent(self) -> Path:
         """scripts/install.sh into the run directory: the installed form, ours only."""
         t = now()
-        env = dict(
-            os.environ,
-            VENV=str(Path(sys.executable).parent.parent),
+        run_install(
             INSTALL_VENV=str(self.venv),
             SBINDIR=str(self.sbin),
             MAN8DIR=str(self.prefix / "man8"),
             SHAREDIR=str(self.prefix / "share"),
         )
-        r = subprocess.run(
-            ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, env=env, timeout=900
-        )
-        if r.returncode != 0:
-            pytest.fail(f"scripts/install.sh failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         self.prefix.chmod(0o755)
         launcher = self.sbin / AGENT
         first = launcher.read_text().splitlines()[0]
@@ -314,52 +316,24 @@ class FieldCluster:
         assert name == node.name, name
 
     def write_corosync_conf(self, node: Node) -> None:
-        members = "".join(
-            "    node {\n"
-            f"        name: {n.name}\n"
-            f"        nodeid: {i}\n"
-            f"        ring0_addr: {n.ip}\n"
-            f"        quorum_votes: {n.votes}\n"
-            "    }\n"
+        members = [
+            {"name": n.name, "nodeid": i, "ring0_addr": n.ip, "quorum_votes": n.votes}
             for i, n in enumerate(self.nodes.values(), start=1)
-        )
+        ]
         (node.dir / "etc-corosync" / "corosync.conf").write_text(
-            "# Written by the fence_gfs2_recorder tests (tests/field_cluster.py).\n"
-            "totem {\n"
-            "    version: 2\n"
-            f"    cluster_name: {self.cluster_name}\n"
-            "    transport: knet\n"
-            "    crypto_cipher: none\n"
-            "    crypto_hash: none\n"
-            "}\n"
-            f"nodelist {{\n{members}}}\n"
-            "quorum {\n"
-            "    provider: corosync_votequorum\n"
-            "}\n"
-            "logging {\n"
-            "    to_stderr: no\n"
-            "    to_syslog: no\n"
-            "    to_logfile: yes\n"
-            "    logfile: /var/log/corosync/corosync.log\n"
-            "    timestamp: hires\n"
-            "}\n"
+            corosync_conf(
+                "Written by the fence_gfs2_recorder tests (tests/field_cluster.py).",
+                self.cluster_name,
+                members,
+                logfile="/var/log/corosync/corosync.log",
+                timestamp="hires",
+            )
         )
 
     def seed_cib(self, node: Node) -> None:
-        """A first CIB whose only setting is a short dc-deadtime (default 20 s)."""
         cib = node.dir / "var-lib-pacemaker" / "cib" / "cib.xml"
-        if cib.exists():
-            return  # a rebooted node keeps its disk
-        cib.write_text(
-            '<cib validate-with="pacemaker-3.9" admin_epoch="0" epoch="1" num_updates="0">'
-            "<configuration><crm_config>"
-            '<cluster_property_set id="cib-bootstrap-options">'
-            '<nvpair id="cib-bootstrap-options-dc-deadtime" name="dc-deadtime" value="2s"/>'
-            "</cluster_property_set></crm_config>"
-            "<nodes/><resources/><constraints/></configuration><status/></cib>\n"
-        )
-        shutil.chown(cib, "hacluster", "haclient")
-        cib.chmod(0o600)
+        if not cib.exists():  # a rebooted node keeps its disk
+            seed_cib(cib)
 
     def start_corosync(self, node: Node) -> None:
         self.write_corosync_conf(node)
@@ -368,12 +342,7 @@ class FieldCluster:
 
     def start_pacemaker(self, node: Node) -> None:
         self.seed_cib(node)
-        env = system_env(
-            HOME="/var/lib/pacemaker",
-            PCMK_logfile="/var/log/pacemaker/pacemaker.log",
-            PCMK_logfacility="none",
-            PCMK_logpriority="info",
-        )
+        env = pacemaker_env(home="/var/lib/pacemaker", logfile="/var/log/pacemaker/pacemaker.log")
         node.pacemakerd = self.popen_in(node, "pacemakerd", ["pacemakerd"], env)
         node.procs.append(Proc(node.pacemakerd.pid, f"{node.name}:pacemakerd"))
 
@@ -394,24 +363,10 @@ class FieldCluster:
         self, node: Node | str, *argv: str, timeout: float = 90, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         n = self.nodes[node] if isinstance(node, str) else node
-        assert n.holder is not None, f"{n.name} is down"
-        return subprocess.run(
-            ["nsenter", "-t", str(n.holder.pid), "-n", "-m", "-u", "-r", "-w", "--", *argv],
-            input=stdin if stdin is not None else "",
-            capture_output=True,
-            text=True,
-            env=system_env(),
-            timeout=timeout,
-        )
+        return n.run(*argv, timeout=timeout, stdin=stdin)
 
     def check_in(self, node: Node | str, *argv: str, timeout: float = 90) -> str:
-        r = self.run_in(node, *argv, timeout=timeout)
-        if r.returncode != 0:
-            pytest.fail(
-                f"[{node if isinstance(node, str) else node.name}] {shlex.join(argv)} "
-                f"-> {r.returncode}\n{r.stdout}\n{r.stderr}"
-            )
-        return r.stdout
+        return (self.nodes[node] if isinstance(node, str) else node).check(*argv, timeout=timeout)
 
     def boot(
         self, names: Iterable[str], dc: str | None = None, pacemaker: Iterable[str] | None = None
@@ -431,86 +386,38 @@ class FieldCluster:
         for n in order:
             self.start_pacemaker(self.nodes[n])
             if n == first:
-                wait_until(f"{n} to be the DC", lambda n=n: self.dc(n) == n, timeout=90)
+                wait_until(f"{n} to be the DC", lambda n=n: self.nodes[n].dc() == n, timeout=90)
+
+    def bring_up(self, dc: str, pacemaker: list[str] | None = None) -> None:
+        """The agent installed, the network, every node's corosync, and
+        Pacemaker (dc first) online on those of `pacemaker` (default: all)."""
+        self.install_agent()
+        t = now()
+        self.hub_up()
+        names = list(self.nodes)
+        wanted = names if pacemaker is None else pacemaker
+        self.boot(names, dc=dc, pacemaker=wanted)
+        poll(f"{', '.join(wanted)} online", lambda: self.nodes[dc].online(wanted), timeout=120)
+        self.timing(
+            f"boot: namespaces, corosync x{len(names)}, pacemaker x{len(wanted)} online", now() - t
+        )
+
+    def settle(self, via: str, devices: dict[str, str], what: str, since: float) -> None:
+        """Waits until each device runs on its node alone and the cluster is idle;
+        times that from `since` as `what`."""
+        for dev, node in devices.items():
+            poll(
+                f"{dev} started on {node}",
+                lambda d=dev, n=node: self.nodes[via].resource_nodes(d) == [n],
+                timeout=120,
+            )
+        self.nodes[via].idle(timeout=120)
+        self.timing(what, now() - since)
 
     def members(self, via: str) -> int:
-        r = self.run_in(via, "corosync-quorumtool", "-s", timeout=15)
-        for line in r.stdout.splitlines():
-            if line.split(":", 1)[0].strip() == "Nodes":
-                return int(line.split(":", 1)[1])
-        return 0
+        return int(self.nodes[via].quorum().get("Nodes", 0))
 
     # ---------------------------------------------------------------- state
-
-    def status_xml(self, via: str) -> ET.Element | None:
-        r = self.run_in(via, "crm_mon", "-1", "--output-as=xml", timeout=30)
-        if r.returncode != 0:
-            return None
-        try:
-            return ET.fromstring(r.stdout)
-        except ET.ParseError:
-            return None
-
-    def dc(self, via: str) -> str | None:
-        doc = self.status_xml(via)
-        dc = None if doc is None else doc.find("./summary/current_dc")
-        return None if dc is None or dc.get("present") != "true" else dc.get("name")
-
-    def node_state(self, via: str) -> dict[str, dict[str, str]]:
-        doc = self.status_xml(via)
-        if doc is None:
-            return {}
-        return {n.get("name", ""): dict(n.attrib) for n in doc.findall("./nodes/node")}
-
-    def online(self, via: str, names: Iterable[str]) -> bool:
-        state = self.node_state(via)
-        return all(state.get(n, {}).get("online") == "true" for n in names)
-
-    def offline_clean(self, via: str, name: str) -> bool:
-        s = self.node_state(via).get(name, {})
-        return s.get("online") == "false" and s.get("unclean") == "false"
-
-    def unclean(self, via: str, name: str) -> bool:
-        return self.node_state(via).get(name, {}).get("unclean") == "true"
-
-    def resource_nodes(self, via: str, rsc: str) -> list[str] | None:
-        """Nodes a Started resource runs on; None if it is not Started."""
-        doc = self.status_xml(via)
-        res = None if doc is None else doc.find(f".//resource[@id='{rsc}']")
-        if res is None or res.get("role") != "Started":
-            return None
-        return [n.get("name", "") for n in res.findall("node")]
-
-    def idle(self, via: str, timeout: float = 60) -> None:
-        r = self.run_in(
-            via, "crm_resource", "--wait", f"--timeout={int(timeout)}s", timeout=timeout + 30
-        )
-        if r.returncode != 0:
-            pytest.fail(f"cluster not idle after {timeout:.0f} s: {r.stderr}\n{self.crm_mon(via)}")
-
-    def crm_mon(self, via: str) -> str:
-        return self.run_in(via, "crm_mon", "-1", "-rf", timeout=30).stdout
-
-    def history(self, via: str, target: str) -> list[dict[str, str]]:
-        # --verbose: without it stonith_admin shows only the latest event per action.
-        r = self.run_in(
-            via, "stonith_admin", "--history", target, "--verbose", "--output-as=xml", timeout=30
-        )
-        try:
-            doc = ET.fromstring(r.stdout)
-        except ET.ParseError:
-            return []
-        return [dict(e.attrib) for e in doc.iter("fence_event")]
-
-    def fenced_count(self, via: str, target: str, status: str = "success") -> int:
-        """Distinct off/reboot events of that status for target in the history."""
-        return len(
-            {
-                (e.get("action"), e.get("completed"), e.get("delegate"))
-                for e in self.history(via, target)
-                if e.get("status") == status and e.get("action") in ("reboot", "off")
-            }
-        )
 
     def pcmk_log(self, node: str) -> str:
         p = self.nodes[node].dir / "var-log" / "pacemaker" / "pacemaker.log"
@@ -559,29 +466,13 @@ class FieldCluster:
             *args,
         ]
         p = self.popen_in(node, "responder", argv, system_env())
-        out = node.dir / f"responder-{self._out}.out"
         self.responders[rabbit] = (p, " ".join(args) or "success")
-
-        def banner() -> bool:
-            if p.poll() is not None:
-                pytest.fail(f"responder exited: {out.read_text(errors='replace')}")
-            return out.stat().st_size > 0
-
-        wait_until(f"the responder on {rabbit}", banner, timeout=15, interval=0.05)
-        time.sleep(0.1)
+        wait_for_banner(p, node.dir / f"responder-{self._out}.out", f"on {rabbit}")
 
     def stop_responder(self, rabbit: str) -> None:
         entry = self.responders.pop(rabbit, None)
-        if entry is None:
-            return
-        p = entry[0]
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+        if entry is not None:
+            end(entry[0])
 
     # ---------------------------------------------------------------- pcs
 
@@ -606,14 +497,8 @@ class FieldCluster:
             (node.pacemakerd, "pacemakerd", grace),
             (node.corosync, "corosync", 30.0),
         ):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=g)
-                except subprocess.TimeoutExpired:
-                    problems.append(f"{node.name}:{label} ignored SIGTERM for {g:.0f} s")
-                    p.kill()
-                    p.wait(timeout=30)
+            if p is not None:
+                sigterm(p, f"{node.name}:{label}", g, problems)
         for entry in [r for r, e in self.responders.items() if r == node.name]:
             self.stop_responder(entry)
         # Whatever else lives in the node's network namespace is ours (pacemaker's
@@ -675,14 +560,6 @@ class FieldCluster:
                     break
         return problems
 
-    def remove_root(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    # ---------------------------------------------------------------- report
-
-    def timing(self, what: str, seconds: float, digits: int = 1) -> None:
-        self.timings.append(f"{what}: {seconds:.{digits}f} s")
-
 
 def ns_pids(ns: str) -> list[int]:
     r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=30)
@@ -721,23 +598,3 @@ def readme_block(heading: str, readme: Path = REPO / "README.md", index: int = 0
         elif line.startswith("#") and len(line.split(" ", 1)[0]) <= len(level):
             break
     return "\n".join(blocks[index]) + "\n"
-
-
-def report(request: pytest.FixtureRequest, lines: list[str]) -> None:
-    """Shown whatever the capture setting: the run must visibly say what it measured."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        sys.stderr.write("\n".join(lines) + "\n")
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.ensure_newline()
-        for line in lines:
-            reporter.write_line(line, bold=True)
-
-
-def poll(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.2) -> float:
-    """wait_until, returning the seconds it took."""
-    t = now()
-    wait_until(what, check, timeout=timeout, interval=interval)
-    return now() - t

@@ -14,11 +14,8 @@ when a test fails, or always with FGR_KEEP_CLUSTER_LOGS=1.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,20 +23,17 @@ from typing import Any
 import pytest
 from cluster_env import (
     Cluster,
+    cluster_marks,
     ensure_installed,
     refuse_if_busy,
+    serve,
     skip_reason,
     system_env,
     wait_until,
 )
 
-SKIP = skip_reason()
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.skipif(SKIP is not None, reason=SKIP or ""),
-    # The first test also builds, installs and starts the cluster.
-    pytest.mark.timeout(600),
-]
+# The first test also builds, installs and starts the cluster.
+pytestmark = cluster_marks(skip_reason(), timeout=600)
 
 DEVICE = "st-gfs2"
 FENCE_TIMEOUT = 3  # s: the agent's own wait for the answer
@@ -49,82 +43,34 @@ STONITH_TIMEOUT = 30  # s: cluster-initiated fencing
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    t0 = time.monotonic()
-    failed_before = request.session.testsfailed
     refuse_if_busy()
+    c = Cluster()
+    about = f"corosync + pacemakerd on 127.0.0.1, node {c.node}"
+    yield from serve(request, c, "REAL PACEMAKER CLUSTER TEST", about, _start)
+
+
+def _start(c: Cluster) -> None:
+    t0 = time.monotonic()
     agent = ensure_installed()
     t_install = time.monotonic() - t0
-    c = Cluster()
-    try:
-        c.start()
-        up = time.monotonic() - t0 - t_install
-        c.set_property("stonith-enabled", "true")
-        c.set_property("stonith-timeout", f"{STONITH_TIMEOUT}s")
-        c.start_responder("success")
-        # No pcmk_host_list/pcmk_host_map: the device must serve any node.
-        c.add_device(
-            DEVICE,
-            {
-                "request_dir": str(c.req),
-                "response_dir": str(c.resp),
-                "log_dir": str(c.log),
-                "fence_timeout": str(FENCE_TIMEOUT),
-                "pcmk_reboot_timeout": f"{ACTION_TIMEOUT}s",
-                "pcmk_off_timeout": f"{ACTION_TIMEOUT}s",
-            },
-        )
-        c.notes.append(
-            f"install {t_install:.1f} s ({agent}), corosync + pacemaker up as DC in {up:.1f} s, "
-            f"device {DEVICE} started {time.monotonic() - t0 - t_install - up:.1f} s later"
-        )
-    except BaseException:
-        problems = c.stop()
-        _report(request, c, t0, problems, keep=True, failed_to_start=True)
-        raise
-    yield c
-    problems = c.stop()
-    keep = (
-        bool(problems)
-        or request.session.testsfailed > failed_before
-        or os.environ.get("FGR_KEEP_CLUSTER_LOGS") == "1"
+    c.start()
+    up = time.monotonic() - t0 - t_install
+    c.set_property("stonith-enabled", "true")
+    c.set_property("stonith-timeout", f"{STONITH_TIMEOUT}s")
+    c.start_responder("success")
+    # No pcmk_host_list/pcmk_host_map: the device must serve any node.
+    c.add_device(
+        DEVICE,
+        c.device_params(
+            fence_timeout=str(FENCE_TIMEOUT),
+            pcmk_reboot_timeout=f"{ACTION_TIMEOUT}s",
+            pcmk_off_timeout=f"{ACTION_TIMEOUT}s",
+        ),
     )
-    _report(request, c, t0, problems, keep)
-    if not keep:
-        c.remove_root()
-    assert not problems, problems
-
-
-def _report(
-    request: pytest.FixtureRequest,
-    c: Cluster,
-    t0: float,
-    problems: list[str],
-    keep: bool,
-    failed_to_start: bool = False,
-) -> None:
-    took = time.monotonic() - t0
-    headline = (
-        f"REAL PACEMAKER CLUSTER TEST FAILED TO START after {took:.1f} s"
-        if failed_to_start
-        else f"REAL PACEMAKER CLUSTER TEST RAN in {took:.1f} s"
+    c.notes.append(
+        f"install {t_install:.1f} s ({agent}), corosync + pacemaker up as DC in {up:.1f} s, "
+        f"device {DEVICE} started {time.monotonic() - t0 - t_install - up:.1f} s later"
     )
-    lines = [
-        f"{headline} (corosync + pacemakerd on 127.0.0.1, node {c.node})",
-        *(f"  {n}" for n in c.notes),
-        *(f"  PROBLEM: {p}" for p in problems),
-    ]
-    if keep:
-        lines.append(f"  logs kept in {c.root}")
-    # Shown whatever the capture setting: the run must visibly say it happened.
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        sys.stderr.write("\n".join(lines) + "\n")
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.ensure_newline()
-        for line in lines:
-            reporter.write_line(line, bold=True)
 
 
 # ---------------------------------------------------------------- helpers
@@ -161,7 +107,7 @@ def agent_status(c: Cluster, target: str) -> subprocess.CompletedProcess[str]:
     """The installed agent's status action, run as the fencer runs it."""
     return subprocess.run(
         [str(ensure_installed())],
-        input=c.device_stdin(action="status", port=target, nodename=target),
+        input=c.dirs.stdin(action="status", port=target, nodename=target),
         capture_output=True,
         text=True,
         env=system_env(),
@@ -169,20 +115,32 @@ def agent_status(c: Cluster, target: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def responses_for(c: Cluster, target: str) -> list[Path]:
-    found = []
-    for p in sorted(c.resp.glob("*.json")):
-        try:
-            body = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        if body.get("target_node") == target:
-            found.append(p)
-    return found
-
-
 def completed(c: Cluster, target: str, action: str) -> list[dict[str, Any]]:
     return [x for x in c.journal(target) if x["status"] == "completed" and x["action"] == action]
+
+
+def fence_that_completes(c: Cluster, how: str, target: str, action: str) -> list[dict[str, Any]]:
+    """stonith_admin `how` target, the reconciler saying yes: asserts it
+    succeeded with one more completed `action` record; returns those records."""
+    use_responder(c, "success")
+    before = len(completed(c, target, action))
+    r, _ = stonith_admin(c, how, target)
+    assert r.returncode == 0, explain(c, r, target)
+    done = completed(c, target, action)
+    assert len(done) == before + 1, explain(c, r, target)
+    return done
+
+
+def reboot_that_fails(
+    c: Cluster, target: str, mode: str
+) -> tuple[subprocess.CompletedProcess[str], float, list[dict[str, Any]]]:
+    """stonith_admin --reboot target, the reconciler in `mode`: asserts it
+    failed; returns the run, its seconds and the journal records it added."""
+    use_responder(c, mode)
+    before = len(c.journal(target))
+    r, took = stonith_admin(c, "--reboot", target)
+    assert r.returncode != 0, explain(c, r, target)
+    return r, took, c.journal(target)[before:]
 
 
 # ---------------------------------------------------------------- tests
@@ -191,12 +149,7 @@ def completed(c: Cluster, target: str, action: str) -> list[dict[str, Any]]:
 def test_cluster_reboot_via_stonith_admin_completes_and_keeps_the_response(
     cluster: Cluster,
 ) -> None:
-    use_responder(cluster, "success")
-    before = len(completed(cluster, "compute-node-3", "reboot"))
-    r, _ = stonith_admin(cluster, "--reboot", "compute-node-3")
-    assert r.returncode == 0, explain(cluster, r, "compute-node-3")
-    done = completed(cluster, "compute-node-3", "reboot")
-    assert len(done) == before + 1, explain(cluster, r, "compute-node-3")
+    done = fence_that_completes(cluster, "--reboot", "compute-node-3", "reboot")
     record = done[-1]
     assert record["pacemaker_action"] == "reboot"
     response = Path(record["response_file"])
@@ -206,12 +159,7 @@ def test_cluster_reboot_via_stonith_admin_completes_and_keeps_the_response(
 
 
 def test_cluster_fence_off_via_stonith_admin_completes(cluster: Cluster) -> None:
-    use_responder(cluster, "success")
-    before = len(completed(cluster, "compute-node-3", "off"))
-    r, _ = stonith_admin(cluster, "--fence", "compute-node-3")
-    assert r.returncode == 0, explain(cluster, r, "compute-node-3")
-    done = completed(cluster, "compute-node-3", "off")
-    assert len(done) == before + 1, explain(cluster, r, "compute-node-3")
+    done = fence_that_completes(cluster, "--fence", "compute-node-3", "off")
     assert Path(done[-1]["response_file"]).is_file()
 
 
@@ -221,13 +169,13 @@ def test_cluster_unfence_removes_the_record_and_status_says_on(cluster: Cluster)
     assert r.returncode == 0, explain(cluster, r, "compute-node-3")
     fenced = agent_status(cluster, "compute-node-3")
     assert fenced.returncode == 2, (fenced.stdout, fenced.stderr)  # 2 = off
-    assert responses_for(cluster, "compute-node-3")
+    assert cluster.responses_for("compute-node-3")
 
     r, _ = stonith_admin(cluster, "--unfence", "compute-node-3")
     assert r.returncode == 0, explain(cluster, r, "compute-node-3")
     status = agent_status(cluster, "compute-node-3")
     assert status.returncode == 0, (status.stdout, status.stderr)  # 0 = on
-    assert responses_for(cluster, "compute-node-3") == []
+    assert cluster.responses_for("compute-node-3") == []
     assert any(x["status"] == "unfenced" for x in cluster.journal("compute-node-3"))
     kept = [p for p in cluster.log.rglob("*.json") if "compute-node-3" in p.read_text()]
     assert kept, f"no copy of the removed records under {cluster.log}"
@@ -235,29 +183,23 @@ def test_cluster_unfence_removes_the_record_and_status_says_on(cluster: Cluster)
 
 def test_cluster_failure_answer_fails_every_attempt(cluster: Cluster) -> None:
     target = "compute-node-4"
-    use_responder(cluster, "failure")
-    before = len(cluster.journal(target))
-    r, _ = stonith_admin(cluster, "--reboot", target)
-    assert r.returncode != 0, explain(cluster, r, target)
-    started, finals = attempts(cluster.journal(target)[before:], "reboot")
+    r, _, new = reboot_that_fails(cluster, target, "failure")
+    started, finals = attempts(new, "reboot")
     # Pacemaker retries a failed action once (pcmk_reboot_retries=2).
     assert len(started) == 2, explain(cluster, r, target)
     assert finals == ["failed"] * len(started), explain(cluster, r, target)
-    assert responses_for(cluster, target)  # the failure answers, for the record
+    assert cluster.responses_for(target)  # the failure answers, for the record
 
 
 def test_cluster_silent_reconciler_ends_in_our_own_timeout(cluster: Cluster) -> None:
     target = "compute-node-5"
-    use_responder(cluster, "silent")
-    before = len(cluster.journal(target))
-    r, took = stonith_admin(cluster, "--reboot", target)
-    assert r.returncode != 0, explain(cluster, r, target)
-    started, finals = attempts(cluster.journal(target)[before:], "reboot")
+    r, took, new = reboot_that_fails(cluster, target, "silent")
+    started, finals = attempts(new, "reboot")
     # Every attempt has its final record: our timeout ended it, not the
     # fencer's SIGKILL at pcmk_reboot_timeout (that leaves "initiated" alone).
     assert started, explain(cluster, r, target)
     assert finals == ["timeout"] * len(started), explain(cluster, r, target)
-    for x in cluster.journal(target)[before:]:
+    for x in new:
         if x["status"] == "timeout":
             assert FENCE_TIMEOUT * 1000 <= x["elapsed_ms"] < ACTION_TIMEOUT * 1000, x
     assert took < len(started) * ACTION_TIMEOUT, took
@@ -275,19 +217,14 @@ def test_cluster_fences_a_node_that_never_joined(cluster: Cluster) -> None:
         lambda: completed(cluster, target, "reboot"),
         timeout=90,
     )
-
-    def clean_offline() -> bool:
-        doc = cluster.status_xml()
-        node = None if doc is None else doc.find(f"./nodes/node[@name='{target}']")
-        return node is not None and node.get("online") == "false" and node.get("unclean") == "false"
-
-    wait_until(f"{target} shown offline and clean", clean_offline, timeout=60)
-    history = cluster.check("stonith_admin", "--history", target, "--output-as=xml")
-    events = ET.fromstring(history).findall(".//fence_event")
+    wait_until(
+        f"{target} shown offline and clean", lambda: cluster.offline_clean(target), timeout=60
+    )
+    events = cluster.history(target)
     assert any(
         e.get("status") == "success" and (e.get("client") or "").startswith("pacemaker-controld")
         for e in events
-    ), history
+    ), events
 
 
 def test_cluster_fences_a_never_seen_node_without_host_list(cluster: Cluster) -> None:

@@ -16,31 +16,25 @@ test fails, or always with FGR_KEEP_CLUSTER_LOGS=1.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_env import cluster_marks, poll, serve
 from field_cluster import (
     FieldCluster,
+    Node,
     commands_of,
     now,
-    poll,
     readme_block,
     refuse_if_busy,
-    report,
     skip_reason,
 )
 
-SKIP = skip_reason()
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.skipif(SKIP is not None, reason=SKIP or ""),
-    pytest.mark.timeout(900),
-]
+pytestmark = cluster_marks(skip_reason(), timeout=900)
 
 RABBIT = "rabbit-node-1"
 C1, C2, C3 = "compute-node-1", "compute-node-2", "compute-node-3"
@@ -81,78 +75,38 @@ pcs property set stonith-action=reboot
 
 @pytest.fixture(scope="module")
 def field(request: pytest.FixtureRequest) -> Iterator[FieldCluster]:
-    t0 = now()
-    failed_before = request.session.testsfailed
     refuse_if_busy()
     c = FieldCluster(NODES, "fgr-field")
-    try:
-        c.install_agent()
-        t = now()
-        c.hub_up()
-        c.boot([n for n, _, _ in NODES], dc=RABBIT, pacemaker=[RABBIT, C1, C2])
-        poll(
-            "rabbit, compute-node-1 and -2 online",
-            lambda: c.online(RABBIT, [RABBIT, C1, C2]),
-            timeout=120,
-        )
-        c.timing("boot: namespaces, corosync x4, pacemaker x3 online", now() - t)
-        c.start_responder(RABBIT)
-        t = now()
-        c.applied = c.apply_commands(RABBIT, readme_block(README_HEADING))
-        c.apply_commands(RABBIT, C3_CONFIG)
-        c.start_pacemaker(c.nodes[C3])
-        poll("every node online", lambda: c.online(RABBIT, [n for n, _, _ in NODES]), timeout=120)
-        poll(
-            f"{DEVICE} started on {RABBIT}",
-            lambda: c.resource_nodes(RABBIT, DEVICE) == [RABBIT],
-            timeout=120,
-        )
-        c.idle(RABBIT, timeout=120)
-        c.timing("README block applied -> devices started, every node unfenced, idle", now() - t)
-    except BaseException:
-        problems = c.stop()
-        _banner(request, c, t0, problems, keep=True, failed=True)
-        raise
-    yield c
-    problems = c.stop()
-    keep = (
-        bool(problems)
-        or request.session.testsfailed > failed_before
-        or os.environ.get("FGR_KEEP_CLUSTER_LOGS") == "1"
+    about = f"{', '.join(c.nodes)}; network namespaces, corosync knet, README deployment"
+    yield from serve(request, c, "MULTI-NODE PACEMAKER CLUSTER", about, _deploy)
+
+
+def _deploy(c: FieldCluster) -> None:
+    c.bring_up(dc=RABBIT, pacemaker=[RABBIT, C1, C2])
+    c.start_responder(RABBIT)
+    t = now()
+    c.applied = c.apply_commands(RABBIT, readme_block(README_HEADING))
+    c.apply_commands(RABBIT, C3_CONFIG)
+    c.start_pacemaker(c.nodes[C3])
+    poll("every node online", lambda: rabbit(c).online(c.nodes), timeout=120)
+    c.settle(
+        RABBIT,
+        {DEVICE: RABBIT},
+        "README block applied -> devices started, every node unfenced, idle",
+        since=t,
     )
-    _banner(request, c, t0, problems, keep)
-    if not keep:
-        c.remove_root()
-    assert not problems, problems
-
-
-def _banner(
-    request: pytest.FixtureRequest,
-    c: FieldCluster,
-    t0: float,
-    problems: list[str],
-    keep: bool,
-    failed: bool = False,
-) -> None:
-    took = now() - t0
-    head = "FAILED TO START after" if failed else "RAN in"
-    lines = [
-        f"MULTI-NODE PACEMAKER CLUSTER {head} {took:.1f} s "
-        f"({', '.join(c.nodes)}; network namespaces, corosync knet, README deployment)",
-        *(f"  {n}" for n in c.notes),
-        *(f"  TIMING {t}" for t in c.timings),
-        *(f"  PROBLEM: {p}" for p in problems),
-    ]
-    if keep:
-        lines.append(f"  logs kept in {c.root}")
-    report(request, lines)
 
 
 # ---------------------------------------------------------------- helpers
 
 
+def rabbit(c: FieldCluster) -> Node:
+    """The rabbit: where the device runs and the cluster is looked at from."""
+    return c.nodes[RABBIT]
+
+
 def rabbit_journal(c: FieldCluster) -> list[dict[str, Any]]:
-    return c.nodes[RABBIT].journal()
+    return rabbit(c).journal()
 
 
 def finals(records: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:
@@ -162,19 +116,26 @@ def finals(records: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def wait_fenced(c: FieldCluster, targets: list[str], t0: float, timeout: float) -> dict[str, float]:
-    """Seconds from t0 until each target's next successful fence is in the history."""
-    before = {t: c.fenced_count(RABBIT, t) for t in targets}
+def fenced_after(
+    c: FieldCluster, fault: Callable[[], None], targets: list[str], timeout: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Causes the fault, then waits for each target's next successful fence in
+    the history. Seconds from the fault to each confirmation, and the ms of each
+    target's agent exchange (request -> answer)."""
+    mark = len(rabbit_journal(c))
+    t0 = now()
+    fault()
+    before = {t: rabbit(c).fenced_count(t) for t in targets}
     seen: dict[str, float] = {}
 
     def check() -> bool:
         for t in targets:
-            if t not in seen and c.fenced_count(RABBIT, t) > before[t]:
+            if t not in seen and rabbit(c).fenced_count(t) > before[t]:
                 seen[t] = now() - t0
         return len(seen) == len(targets)
 
     poll(f"the cluster to fence {', '.join(targets)}", check, timeout=timeout)
-    return seen
+    return seen, {t: agent_share(c, t, mark) for t in targets}
 
 
 class DeviceWatch:
@@ -189,7 +150,7 @@ class DeviceWatch:
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            self.samples.append(self.c.resource_nodes(RABBIT, DEVICE))
+            self.samples.append(rabbit(self.c).resource_nodes(DEVICE))
             self.stop.wait(0.5)
 
     def done(self) -> list[list[str] | None]:
@@ -208,14 +169,14 @@ def rejoin_and_unfence(c: FieldCluster, names: list[str], storage: dict[str, str
 
     def unfenced() -> bool:
         new = rabbit_journal(c)[mark:]
-        return c.online(RABBIT, names) and all(
-            not c.nodes[RABBIT].responses_for(storage[n])
+        return rabbit(c).online(names) and all(
+            not rabbit(c).responses_for(storage[n])
             and any(x["action"] == "on" and x.get("target_node") == storage[n] for x in new)
             for n in names
         )
 
     poll(f"{', '.join(names)} to rejoin and be unfenced", unfenced, timeout=180)
-    c.idle(RABBIT, timeout=120)
+    rabbit(c).idle(timeout=120)
     samples = watch.done()
     assert samples and all(s == [RABBIT] for s in samples), (
         f"{DEVICE} did not keep running on {RABBIT} during the rejoin: {samples}"
@@ -239,11 +200,11 @@ def test_readme_block_runs_the_device_on_the_rabbit_and_unfences_every_node(
     block = readme_block(README_HEADING)
     assert "pcs stonith create gfs2-fence fence_gfs2_recorder" in block
     assert len(c.applied) == len(commands_of(block)) == 8, c.applied
-    assert c.resource_nodes(RABBIT, DEVICE) == [RABBIT]
-    assert c.resource_nodes(RABBIT, MAP_DEVICE) == [RABBIT]
+    assert rabbit(c).resource_nodes(DEVICE) == [RABBIT]
+    assert rabbit(c).resource_nodes(MAP_DEVICE) == [RABBIT]
     # Pacemaker unfenced every node through the agent, the rabbit included.
     for node in (RABBIT, C1, C2, C3):
-        events = [e for e in c.history(RABBIT, node) if e.get("action") == "on"]
+        events = [e for e in rabbit(c).history(node) if e.get("action") == "on"]
         assert any(e.get("status") == "success" for e in events), (node, events)
     ons = {x["target_node"] for x in rabbit_journal(c) if x["action"] == "on"}
     assert {C1, C2, C3_STORAGE} <= ons, ons
@@ -256,20 +217,16 @@ def test_readme_block_runs_the_device_on_the_rabbit_and_unfences_every_node(
         assert elsewhere <= {("on", RABBIT, "already_unfenced")}, (node, elsewhere)
         seen |= elsewhere
     assert seen, "the rabbit was never unfenced from a compute node"
-    assert c.resource_nodes(RABBIT, UNFENCE_RABBIT) not in (None, [RABBIT])
+    assert rabbit(c).resource_nodes(UNFENCE_RABBIT) not in (None, [RABBIT])
 
 
 def test_killed_compute_is_fenced_then_unfenced_when_it_rejoins(field: FieldCluster) -> None:
     c = field
-    mark = len(rabbit_journal(c))
-    t = now()
-    c.kill_corosync(C1)
-    took = wait_fenced(c, [C1], t, timeout=90)[C1]
-    share = agent_share(c, C1, mark)
-    c.timing(f"kill -9 corosync of {C1} -> fence confirmed", took)
-    c.timing("  of which the agent's exchange (request -> answer)", share / 1000, 3)
-    assert c.nodes[RABBIT].responses_for(C1), "no kept success response for the fenced node"
-    poll(f"{C1} offline and clean", lambda: c.offline_clean(RABBIT, C1), timeout=60)
+    took, share = fenced_after(c, lambda: c.kill_corosync(C1), [C1], timeout=90)
+    c.timing(f"kill -9 corosync of {C1} -> fence confirmed", took[C1])
+    c.timing("  of which the agent's exchange (request -> answer)", share[C1] / 1000, 3)
+    assert rabbit(c).responses_for(C1), "no kept success response for the fenced node"
+    poll(f"{C1} offline and clean", lambda: rabbit(c).offline_clean(C1), timeout=60)
     c.timing(
         f"{C1} reboot -> rejoined and unfenced (device kept running)",
         rejoin_and_unfence(c, [C1], {C1: C1}),
@@ -278,17 +235,13 @@ def test_killed_compute_is_fenced_then_unfenced_when_it_rejoins(field: FieldClus
 
 def test_compute_losing_its_link_is_fenced(field: FieldCluster) -> None:
     c = field
-    mark = len(rabbit_journal(c))
-    t = now()
-    c.link_down(C2)
-    took = wait_fenced(c, [C2], t, timeout=90)[C2]
-    share = agent_share(c, C2, mark)
-    c.timing(f"link of {C2} down -> fence confirmed", took)
-    c.timing("  of which the agent's exchange", share / 1000, 3)
+    took, share = fenced_after(c, lambda: c.link_down(C2), [C2], timeout=90)
+    c.timing(f"link of {C2} down -> fence confirmed", took[C2])
+    c.timing("  of which the agent's exchange", share[C2] / 1000, 3)
     # Cut off alone, it has no quorum and cannot fence back.
     q = c.run_in(C2, "corosync-quorumtool", "-s", timeout=15).stdout
     assert re.search(r"Quorate:\s+No", q), q
-    poll(f"{C2} offline and clean", lambda: c.offline_clean(RABBIT, C2), timeout=60)
+    poll(f"{C2} offline and clean", lambda: rabbit(c).offline_clean(C2), timeout=60)
     rejoin_and_unfence(c, [C2], {C2: C2})
 
 
@@ -297,21 +250,21 @@ def test_two_computes_failing_at_once_are_fenced_in_parallel(field: FieldCluster
     delay = 3.0  # each answer takes 3 s: one after the other would take 6 s
     c.start_responder(RABBIT, "--delay", str(delay))
     try:
-        mark = len(rabbit_journal(c))
-        t = now()
-        c.kill_corosync(C1)
-        c.kill_corosync(C2)
-        seen = wait_fenced(c, [C1, C2], t, timeout=120)
+
+        def kill_both() -> None:
+            c.kill_corosync(C1)
+            c.kill_corosync(C2)
+
+        seen, shares = fenced_after(c, kill_both, [C1, C2], timeout=120)
         both = max(seen.values())
         c.timing(f"two at once ({C1}, {C2}; answers take {delay:.0f} s) -> both confirmed", both)
         c.timing("  between the two confirmations", abs(seen[C1] - seen[C2]))
-        shares = [agent_share(c, n, mark) for n in (C1, C2)]
-        c.timing("  of which the agents' exchanges (longest)", max(shares) / 1000, 3)
+        c.timing("  of which the agents' exchanges (longest)", max(shares.values()) / 1000, 3)
         # concurrent-fencing=true and pcmk_action_limit=-1: both agents wait
         # for their answers at the same time.
         assert abs(seen[C1] - seen[C2]) < delay - 1, seen
         for n in (C1, C2):
-            poll(f"{n} offline and clean", lambda n=n: c.offline_clean(RABBIT, n), timeout=60)
+            poll(f"{n} offline and clean", lambda n=n: rabbit(c).offline_clean(n), timeout=60)
     finally:
         c.start_responder(RABBIT)
     rejoin_and_unfence(c, [C1, C2], {C1: C1, C2: C2})
@@ -325,7 +278,7 @@ def test_host_map_fences_and_unfences_the_storage_name(field: FieldCluster) -> N
     new = rabbit_journal(c)[mark:]
     assert [x["status"] for x in finals(new, C3_STORAGE)] == ["completed"], new
     assert finals(new, C3) == [], "the cluster name was fenced instead of the storage name"
-    assert c.nodes[RABBIT].responses_for(C3_STORAGE)
+    assert rabbit(c).responses_for(C3_STORAGE)
     rejoin_and_unfence(c, [C3], {C3: C3_STORAGE})
 
 
@@ -336,14 +289,14 @@ def test_original_per_node_devices_never_act_on_another_node(field: FieldCluster
     # compute-node-2 holds a fenced record (a fence by hand on the rabbit).
     r = c.run_in(RABBIT, agent, "-o", "off", "-n", C2, "--fence-timeout", "10")
     assert r.returncode == 0, r.stderr
-    kept = c.nodes[RABBIT].responses_for(C2)
+    kept = rabbit(c).responses_for(C2)
     assert kept
     try:
         applied = c.apply_commands(RABBIT, ORIGINAL_DOCS)
         assert any("deprecated" in line for line in applied), applied  # pcs warns about port
         for dev in ("compute-node-2-fence", "compute-node-3-fence"):
             poll(
-                f"{dev} started", lambda d=dev: c.resource_nodes(RABBIT, d) is not None, timeout=90
+                f"{dev} started", lambda d=dev: rabbit(c).resource_nodes(d) is not None, timeout=90
             )
         marks = {n: len(c.nodes[n].journal()) for n in c.nodes}
         logs = {n: len(c.pcmk_log(n)) for n in c.nodes}
@@ -360,7 +313,7 @@ def test_original_per_node_devices_never_act_on_another_node(field: FieldCluster
             wrong = [x for x in new if x.get("target_node") in (C2, C3, "some-other-node")]
             assert wrong == [], (n, wrong)
             assert [p for p in node.requests() if p.suffix == ".json"] == [], n
-        assert c.nodes[RABBIT].responses_for(C2) == kept, "another node's record was removed"
+        assert rabbit(c).responses_for(C2) == kept, "another node's record was removed"
         # The devices were asked, and refused: the agent saw the disagreement.
         said = "".join(c.pcmk_log(n)[logs[n] :] for n in c.nodes)
         assert "refusing to act on a node Pacemaker did not name" in said
@@ -374,7 +327,7 @@ def test_original_per_node_devices_never_act_on_another_node(field: FieldCluster
             c.run_in(RABBIT, "pcs", "stonith", "delete", dev, timeout=120)
         r = c.run_in(RABBIT, agent, "-o", "on", "-n", C2)
         assert r.returncode == 0, r.stderr
-    c.idle(RABBIT, timeout=120)
+    rabbit(c).idle(timeout=120)
 
 
 def test_silent_storage_side_with_default_timeouts_ends_before_the_sigkill(
@@ -385,19 +338,19 @@ def test_silent_storage_side_with_default_timeouts_ends_before_the_sigkill(
     c.stop_responder(RABBIT)
     mark = len(rabbit_journal(c))
     log_mark = len(c.pcmk_log(RABBIT))
-    failed0 = c.fenced_count(RABBIT, C1, status="failed")
-    ok0 = c.fenced_count(RABBIT, C1)
+    failed0 = rabbit(c).fenced_count(C1, status="failed")
+    ok0 = rabbit(c).fenced_count(C1)
     t = now()
     try:
         c.kill_corosync(C1)
-        poll(f"{C1} UNCLEAN", lambda: c.unclean(RABBIT, C1), timeout=60)
+        poll(f"{C1} UNCLEAN", lambda: rabbit(c).unclean(C1), timeout=60)
         took = poll(
             "the first fencing of the silent storage side to fail",
-            lambda: c.fenced_count(RABBIT, C1, status="failed") > failed0,
+            lambda: rabbit(c).fenced_count(C1, status="failed") > failed0,
             timeout=150,
         )
         c.timing("silent storage side: kill -> first operation failed", now() - t)
-        assert c.unclean(RABBIT, C1), "the node was not left UNCLEAN"
+        assert rabbit(c).unclean(C1), "the node was not left UNCLEAN"
         runs = [x for x in rabbit_journal(c)[mark:] if x.get("target_node") == C1]
         started = [x["request_id"] for x in runs if x["status"] == "initiated"]
         ended = {x["request_id"]: x for x in runs if x["status"] != "initiated"}
@@ -418,10 +371,10 @@ def test_silent_storage_side_with_default_timeouts_ends_before_the_sigkill(
     finally:
         c.start_responder(RABBIT)
     t = now()
-    poll("the fence once the storage side answers", lambda: c.fenced_count(RABBIT, C1) > ok0,
+    poll("the fence once the storage side answers", lambda: rabbit(c).fenced_count(C1) > ok0,
          timeout=90)  # fmt: skip
     c.timing("  storage side back -> fence confirmed", now() - t)
-    poll(f"{C1} offline and clean", lambda: c.offline_clean(RABBIT, C1), timeout=60)
+    poll(f"{C1} offline and clean", lambda: rabbit(c).offline_clean(C1), timeout=60)
     rejoin_and_unfence(c, [C1], {C1: C1})
     runs = [
         x for x in rabbit_journal(c)[mark:]
@@ -430,4 +383,4 @@ def test_silent_storage_side_with_default_timeouts_ends_before_the_sigkill(
     started = {x["request_id"] for x in runs if x["status"] == "initiated"}
     ended = {x["request_id"] for x in runs if x["status"] != "initiated"}
     assert started <= ended, f"attempts without a final record: {started - ended}"
-    assert not [p for p in c.nodes[RABBIT].requests() if p.suffix == ".json"]
+    assert not [p for p in rabbit(c).requests() if p.suffix == ".json"]

@@ -9,28 +9,13 @@ Run with ``make two-rabbits`` (root).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-from field_cluster import (
-    FieldCluster,
-    commands_of,
-    now,
-    poll,
-    readme_block,
-    refuse_if_busy,
-    report,
-    skip_reason,
-)
+from cluster_env import cluster_marks, poll, serve
+from field_cluster import FieldCluster, commands_of, now, readme_block, refuse_if_busy, skip_reason
 
-SKIP = skip_reason()
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.two_rabbits,
-    pytest.mark.skipif(SKIP is not None, reason=SKIP or ""),
-    pytest.mark.timeout(900),
-]
+pytestmark = cluster_marks(skip_reason(), 900, pytest.mark.two_rabbits)
 
 R1, R2, C1, C2 = "rabbit-node-1", "rabbit-node-2", "compute-node-1", "compute-node-2"
 NODES = [(R1, 1, 1), (R2, 2, 1), (C1, 11, 1), (C2, 12, 1)]
@@ -39,46 +24,24 @@ DEV = {R1: "gfs2-fence-rabbit-1", R2: "gfs2-fence-rabbit-2"}
 
 @pytest.fixture(scope="module")
 def field(request: pytest.FixtureRequest) -> Iterator[FieldCluster]:
-    t0 = now()
-    failed_before = request.session.testsfailed
     refuse_if_busy()
     c = FieldCluster(NODES, "fgr-rabbits")
-    problems: list[str] = []
-    try:
-        c.install_agent()
-        c.hub_up()
-        c.boot([n for n, _, _ in NODES], dc=R1)
-        poll("every node online", lambda: c.online(R1, [n for n, _, _ in NODES]), timeout=120)
-        for r in (R1, R2):
-            c.start_responder(r)
-        t = now()
-        c.apply_commands(R1, "pcs property set load-threshold=10000%\n")  # see test_field_cluster
-        c.applied = c.apply_commands(R1, readme_block("## Deploying on an NNF cluster", index=1))
-        for r in (R1, R2):
-            poll(f"{DEV[r]} on {r}", lambda r=r: c.resource_nodes(R1, DEV[r]) == [r], timeout=120)
-        c.idle(R1, timeout=120)
-        c.timing("two-rabbit block applied -> both devices started, idle", now() - t)
-        yield c
-    finally:
-        problems = c.stop()
-        keep = (
-            bool(problems)
-            or request.session.testsfailed > failed_before
-            or os.environ.get("FGR_KEEP_CLUSTER_LOGS") == "1"
-        )
-        report(
-            request,
-            [
-                f"TWO-RABBIT PACEMAKER CLUSTER RAN in {now() - t0:.1f} s ({', '.join(c.nodes)})",
-                *(f"  {n}" for n in c.notes),
-                *(f"  TIMING {t}" for t in c.timings),
-                *(f"  PROBLEM: {p}" for p in problems),
-                *([f"  logs kept in {c.root}"] if keep else []),
-            ],
-        )
-        if not keep:
-            c.remove_root()
-    assert not problems, problems
+    yield from serve(request, c, "TWO-RABBIT PACEMAKER CLUSTER", ", ".join(c.nodes), _deploy)
+
+
+def _deploy(c: FieldCluster) -> None:
+    c.bring_up(dc=R1)
+    for r in (R1, R2):
+        c.start_responder(r)
+    t = now()
+    c.apply_commands(R1, "pcs property set load-threshold=10000%\n")  # see test_field_cluster
+    c.applied = c.apply_commands(R1, readme_block("## Deploying on an NNF cluster", index=1))
+    c.settle(
+        R1,
+        {DEV[R1]: R1, DEV[R2]: R2},
+        "two-rabbit block applied -> both devices started, idle",
+        since=t,
+    )
 
 
 def fence_records(c: FieldCluster, rabbit: str, target: str, mark: int) -> list[str]:
@@ -96,23 +59,23 @@ def test_compute_is_fenced_only_when_both_rabbits_detached_it(field: FieldCluste
     assert len(c.applied) == len(commands_of(block)) == 11, c.applied
     c.start_responder(R2, "--mode", "failure")
     marks = {r: len(c.nodes[r].journal()) for r in (R1, R2)}
-    failed0 = c.fenced_count(R1, C1, status="failed")
-    ok0 = c.fenced_count(R1, C1)
+    failed0 = c.nodes[R1].fenced_count(C1, status="failed")
+    ok0 = c.nodes[R1].fenced_count(C1)
     t = now()
     c.kill_corosync(C1)
     poll("the first fencing of compute-node-1 to fail",
-         lambda: c.fenced_count(R1, C1, status="failed") > failed0, timeout=120)  # fmt: skip
+         lambda: c.nodes[R1].fenced_count(C1, status="failed") > failed0, timeout=120)  # fmt: skip
     c.timing("kill -> first level attempt failed (rabbit-2 answers failure)", now() - t)
     # rabbit-node-1 detached it, rabbit-node-2 refused: not fenced.
     assert "completed" in fence_records(c, R1, C1, marks[R1])
     assert "failed" in fence_records(c, R2, C1, marks[R2])
-    assert c.unclean(R1, C1)
-    assert c.fenced_count(R1, C1) == ok0
+    assert c.nodes[R1].unclean(C1)
+    assert c.nodes[R1].fenced_count(C1) == ok0
     t = now()
     c.start_responder(R2)
-    poll("compute-node-1 fenced", lambda: c.fenced_count(R1, C1) > ok0, timeout=120)
+    poll("compute-node-1 fenced", lambda: c.nodes[R1].fenced_count(C1) > ok0, timeout=120)
     c.timing("rabbit-2 answers again -> fence confirmed", now() - t)
-    poll("compute-node-1 offline and clean", lambda: c.offline_clean(R1, C1), timeout=60)
+    poll("compute-node-1 offline and clean", lambda: c.nodes[R1].offline_clean(C1), timeout=60)
     for r in (R1, R2):
         assert fence_records(c, r, C1, marks[r])[-1] == "completed", r
         # The level's reboot became off on each device; the on that would
