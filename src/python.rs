@@ -264,6 +264,27 @@ fn journal_for(s: &engine_settings::Settings) -> Arc<Journal> {
     Arc::new(Journal::new(&s.log_dir, &s.main_log, s.log_mode))
 }
 
+/// Runs `run` for one fence call with the GIL released, its journal
+/// receiving the main log's lines.
+fn with_fence_call(
+    py: Python<'_>,
+    settings: &PySettings,
+    (action, target, recorder_node): (String, Vec<u8>, Option<String>),
+    run: impl FnOnce(&engine_settings::Settings, &Journal, &FenceCall<'_>) -> FenceOutcome + Send,
+) -> FenceResult {
+    let s = settings.inner.clone();
+    py.detach(move || {
+        let journal = journal_for(&s);
+        let recorder = recorder_node.unwrap_or_else(exchange::host_name);
+        let call = FenceCall {
+            action: &action,
+            target: &target,
+            recorder_node: &recorder,
+        };
+        journal::with_main_log(&journal, || run(&s, &journal, &call)).into()
+    })
+}
+
 /// Runs one fence exchange (`off` or `reboot`) with the GIL released.
 /// `interrupted`, asked at least every 50 ms during the wait, ends it by
 /// returning a reason (e.g. the name of a signal its handler noted).
@@ -277,19 +298,9 @@ fn fence(
     recorder_node: Option<String>,
     interrupted: Option<Py<PyAny>>,
 ) -> FenceResult {
-    let s = settings.inner.clone();
-    py.detach(move || {
-        let journal = journal_for(&s);
-        let recorder = recorder_node.unwrap_or_else(exchange::host_name);
-        let call = FenceCall {
-            action: &action,
-            target: &target,
-            recorder_node: &recorder,
-        };
-        journal::with_main_log(&journal, || {
-            exchange::fence(&s, &journal, &call, || python_interrupt(&interrupted))
-        })
-        .into()
+    let call = (action, target, recorder_node);
+    with_fence_call(py, settings, call, |s, journal, call| {
+        exchange::fence(s, journal, call, || python_interrupt(&interrupted))
     })
 }
 
@@ -304,16 +315,9 @@ fn refuse(
     why: String,
     recorder_node: Option<String>,
 ) -> FenceResult {
-    let s = settings.inner.clone();
-    py.detach(move || {
-        let journal = journal_for(&s);
-        let recorder = recorder_node.unwrap_or_else(exchange::host_name);
-        let call = FenceCall {
-            action: &action,
-            target: &target,
-            recorder_node: &recorder,
-        };
-        journal::with_main_log(&journal, || exchange::refuse(&journal, &call, &why)).into()
+    let call = (action, target, recorder_node);
+    with_fence_call(py, settings, call, |_, journal, call| {
+        exchange::refuse(journal, call, &why)
     })
 }
 

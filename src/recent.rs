@@ -8,8 +8,9 @@
 //! `completed` records of this log directory name for the target, so a node
 //! just fenced here is reported off at once.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::fs::OpenOptions;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -26,11 +27,20 @@ pub const TAIL_BYTES: u64 = 256 * 1024;
 /// is ignored). Nothing when the log cannot be read.
 pub fn named_responses(log_dir: &Path, response_dir: &Path, target: &str) -> Vec<PathBuf> {
     let mut text = Vec::new();
-    let read = File::open(log_dir.join(DETAILED_LOG_NAME)).and_then(|mut f| {
-        let len = f.metadata()?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))?;
-        f.take(TAIL_BYTES).read_to_end(&mut text)
-    });
+    // As every reader of a log name: a FIFO, device or symlink planted there
+    // is neither waited on nor followed.
+    let read = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(log_dir.join(DETAILED_LOG_NAME))
+        .and_then(|mut f| {
+            let meta = f.metadata()?;
+            if !meta.is_file() {
+                return Err(io::Error::other("not a regular file"));
+            }
+            f.seek(SeekFrom::Start(meta.len().saturating_sub(TAIL_BYTES)))?;
+            f.take(TAIL_BYTES).read_to_end(&mut text)
+        });
     if read.is_err() {
         return Vec::new();
     }
@@ -127,5 +137,22 @@ mod tests {
         assert!(!fenced_by_name(&log, &resp, "n3"));
         // No log at all: nothing named.
         assert!(named_responses(&d.path().join("none"), &resp, "n3").is_empty());
+    }
+
+    #[test]
+    fn a_fifo_or_symlink_at_the_log_name_names_nothing_without_blocking() {
+        let d = TempDir::new("recent");
+        let (log, resp) = (d.path().join("log"), d.path().join("resp"));
+        fs::create_dir_all(&log).unwrap();
+        let id = uuid::Uuid::new_v4();
+        let line = record("completed", "n3", &resp.join(format!("{id}.json")));
+        let elsewhere = d.path().join("elsewhere.jsonl");
+        fs::write(&elsewhere, line + "\n").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, log.join(DETAILED_LOG_NAME)).unwrap();
+        assert!(named_responses(&log, &resp, "n3").is_empty());
+        fs::remove_file(log.join(DETAILED_LOG_NAME)).unwrap();
+        crate::test_support::mkfifo(&log.join(DETAILED_LOG_NAME), 0o600);
+        // Opening a FIFO without O_NONBLOCK would wait for a writer forever.
+        assert!(named_responses(&log, &resp, "n3").is_empty());
     }
 }

@@ -209,41 +209,38 @@ def sshfs(tmp_path: Path) -> Iterator[NetMount]:
     assert not is_mounted(m.mnt), f"{m.mnt} is still mounted"
 
 
-def test_status_is_off_right_after_a_fence_although_the_listing_lags(sshfs: NetMount) -> None:
+def fenced_behind_a_lagging_listing(sshfs: NetMount) -> list[str]:
+    """Fences compute-node-3 through sshfs after its empty listing was cached;
+    returns the agent's argv for the node. The listing does not show the response."""
     sshfs.start_responder()
     argv = sshfs.dirs.argv("-n", "compute-node-3")
-    env = clean_env()
     # Caches the (empty) listing for 20 s.
-    assert run_agent([*argv, "-o", "status"], env=env).stdout.strip() == "Status: ON"
+    assert run_agent([*argv, "-o", "status"]).stdout.strip() == "Status: ON"
     r = fence(sshfs, "0.5")
     assert r.returncode == 0, r.stdout + r.stderr
     assert sshfs.dirs.jsonl()[-1]["elapsed_ms"] < 5000
+    assert len(list((sshfs.store / "responses").glob("*.json"))) == 1
     # The premise: the listing does not show the new response yet.
-    listed = run_agent([*sshfs.dirs.argv(), "-o", "list"], env=env)
+    listed = run_agent([*sshfs.dirs.argv(), "-o", "list"])
     assert "compute-node-3" not in listed.stdout, listed.stdout
-    s = run_agent([*argv, "-o", "status"], env=env)
+    return argv
+
+
+def test_status_is_off_right_after_a_fence_although_the_listing_lags(sshfs: NetMount) -> None:
+    argv = fenced_behind_a_lagging_listing(sshfs)
+    s = run_agent([*argv, "-o", "status"])
     assert (s.returncode, s.stdout.strip()) == (2, "Status: OFF"), s.stdout + s.stderr
 
 
 def test_on_right_after_a_fence_removes_the_response_although_the_listing_lags(
     sshfs: NetMount,
 ) -> None:
-    sshfs.start_responder()
-    argv = sshfs.dirs.argv("-n", "compute-node-3")
-    env = clean_env()
-    # Caches the (empty) listing for 20 s.
-    assert run_agent([*argv, "-o", "status"], env=env).stdout.strip() == "Status: ON"
-    r = fence(sshfs, "0.5")
-    assert r.returncode == 0, r.stdout + r.stderr
+    argv = fenced_behind_a_lagging_listing(sshfs)
     stored = sshfs.store / "responses"
-    assert len(list(stored.glob("*.json"))) == 1
-    # The premise: the listing does not show the new response yet.
-    listed = run_agent([*sshfs.dirs.argv(), "-o", "list"], env=env)
-    assert "compute-node-3" not in listed.stdout, listed.stdout
-    u = run_agent([*argv, "-o", "on"], env=env)
+    u = run_agent([*argv, "-o", "on"])
     assert u.returncode == 0, u.stdout + u.stderr
     # Gone from the storage side's own directory, and the record says it was removed.
     assert list(stored.glob("*.json")) == []
     assert sshfs.dirs.jsonl()[-1]["status"] == "unfenced", sshfs.dirs.jsonl()[-1]
-    s = run_agent([*argv, "-o", "status"], env=env)
+    s = run_agent([*argv, "-o", "status"])
     assert (s.returncode, s.stdout.strip()) == (0, "Status: ON"), s.stdout + s.stderr
