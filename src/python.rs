@@ -106,19 +106,9 @@ macro_rules! to_python_as_is {
 }
 to_python_as_is!(bool, u32, String, Vec<String>, Vec<(String, String)>);
 
-/// One read-only getter per row of the settings table, with its doc.
+/// One read-only getter per field of the settings, with its doc.
 macro_rules! settings_getters {
-    (
-        resolve($r:ident, $shared:ident);
-        options { $(
-            $(#[$doc:meta])*
-            $name:ident: $ty:ty, $env:expr, $how:ident($($arg:expr),*);
-        )* }
-        derived { $(
-            $(#[$ddoc:meta])*
-            $dname:ident: $dty:ty = $dvalue:expr;
-        )* }
-    ) => {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
         #[pymethods]
         impl PySettings {
             $(
@@ -128,13 +118,6 @@ macro_rules! settings_getters {
                     self.inner.$name.to_python()
                 }
             )*
-            $(
-                $(#[$ddoc])*
-                #[getter]
-                fn $dname(&self) -> <$dty as ToPython>::Out {
-                    self.inner.$dname.to_python()
-                }
-            )*
             fn __repr__(&self) -> String {
                 format!("Settings({:?})", self.inner)
             }
@@ -142,7 +125,7 @@ macro_rules! settings_getters {
     };
 }
 
-engine_settings::settings_table!(settings_getters);
+engine_settings::settings_fields!(settings_getters);
 
 /// Resolves settings: explicit values, then environment, then defaults.
 /// The keywords are the names in `SETTINGS`; None means not given.

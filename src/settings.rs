@@ -47,61 +47,11 @@ pub const ENV_STALE_AGE: &str = "FENCE_STALE_AGE";
 /// ever touched).
 pub const DEFAULT_STALE_AGE_SECS: f64 = 3600.0;
 
-/// The one table of settings. Each option row gives its name, type, the
-/// environment variable read when the option is absent, and how it resolves
-/// (a `Resolver` method and its arguments); derived rows are computed from the
-/// rows above them. `SettingsInput`, `SETTINGS`, `Settings` and its resolution
-/// (`settings_items`) and the binding's getters (`python.rs`) are all made
-/// from it: adding a setting is one row here, plus its documentation.
-///
-/// Rows resolve in order, so a row may use the ones above it
-/// (`stale_age` defaults to twice `fence_timeout`).
-macro_rules! settings_table {
-    ($then:ident) => {
-        $then! {
-            resolve(r, shared);
-            options {
-                request_dir: PathBuf, ENV_REQUEST_DIR,
-                    path(shared.value(REQUEST_NAME), DEFAULT_REQUEST_DIR);
-                response_dir: PathBuf, ENV_RESPONSE_DIR,
-                    path(shared.value(RESPONSE_NAME), DEFAULT_RESPONSE_DIR);
-                log_dir: PathBuf, ENV_LOG_DIR, path(None, DEFAULT_LOG_DIR);
-                fence_timeout: Duration, ENV_FENCE_TIMEOUT, seconds(FENCE_TIMEOUT);
-                poll_interval: Duration, ENV_POLL_INTERVAL, seconds(POLL_INTERVAL);
-                force_poll: bool, ENV_FORCE_POLL, flag();
-                /// None: GFS2 discovery is switched off (`kubectl_path` set to
-                /// empty). A bare name is looked up in PATH when it runs.
-                kubectl_path: Option<PathBuf>, ENV_KUBECTL, command("kubectl");
-                discovery_timeout: Duration, ENV_DISCOVERY_TIMEOUT,
-                    seconds(DISCOVERY_TIMEOUT);
-                log_mode: u32, ENV_LOG_MODE, mode(DEFAULT_LOG_MODE);
-                /// Requests and dot-temps older than this are leftovers of
-                /// killed agents.
-                stale_age: Duration, ENV_STALE_AGE,
-                    seconds_or(secs(STALE_AGE.default).max(fence_timeout * 2), STALE_AGE);
-                /// NNF's shared config.py read (None: none); see `nnf_config`.
-                /// It is read first, as the directories may come from it.
-                nnf_config: Option<PathBuf>, nnf_config::ENV_PATH,
-                    read_first(shared.path.clone());
-            }
-            derived {
-                /// `FENCE_LOG`, else the main log in `log_dir`.
-                main_log: PathBuf = r.main_log(&log_dir);
-                /// How NNF's shared config was found.
-                nnf_config_origin: String = shared.origin.clone();
-                /// The statements of NNF's shared config its reader ignored.
-                nnf_config_notes: Vec<String> = shared.parsed.notes.clone();
-                /// (setting, origin) for each directory setting.
-                origins: Vec<(String, String)> = std::mem::take(&mut r.origins);
-            }
-        }
-    };
-}
-pub(crate) use settings_table;
-
-/// Makes the settings' types and their resolution from `settings_table`.
+/// Makes the settings' types, their resolution and `settings_fields!` from
+/// the table below. Its leading `$` lets it define a macro of its own.
 macro_rules! settings_items {
     (
+        $d:tt;
         resolve($r:ident, $shared:ident);
         options { $(
             $(#[$doc:meta])*
@@ -147,6 +97,15 @@ macro_rules! settings_items {
             $($(#[$ddoc])* pub $dname: $dty,)*
         }
 
+        /// Calls `$then!` with every field of `Settings` (doc, name, type): the
+        /// binding makes its getters from them.
+        macro_rules! settings_fields {
+            ($d then:ident) => {
+                $d then! { $($(#[$doc])* $name: $ty,)* $($(#[$ddoc])* $dname: $dty,)* }
+            };
+        }
+        pub(crate) use settings_fields;
+
         /// Every row of the table, in order; errors are collected in `$r`.
         fn resolve_rows($r: &mut Resolver<'_>, $shared: nnf_config::Shared) -> Settings {
             $(let $name: $ty = $r.$how(stringify!($name) $(, $arg)*);)*
@@ -156,7 +115,53 @@ macro_rules! settings_items {
     };
 }
 
-settings_table!(settings_items);
+// The one table of settings. Each option row gives its name, type, the
+// environment variable read when the option is absent, and how it resolves
+// (a `Resolver` method and its arguments); derived rows are computed from the
+// rows above them. `SettingsInput`, `SETTINGS`, `Settings`, its resolution and,
+// through `settings_fields!`, the binding's getters (`python.rs`) are all made
+// from it: adding a setting is one row here, plus its documentation.
+//
+// Rows resolve in order, so a row may use the ones above it (`stale_age`
+// defaults to twice `fence_timeout`).
+settings_items! {
+    $;
+    resolve(r, shared);
+    options {
+        request_dir: PathBuf, ENV_REQUEST_DIR,
+            path(shared.value(REQUEST_NAME), DEFAULT_REQUEST_DIR);
+        response_dir: PathBuf, ENV_RESPONSE_DIR,
+            path(shared.value(RESPONSE_NAME), DEFAULT_RESPONSE_DIR);
+        log_dir: PathBuf, ENV_LOG_DIR, path(None, DEFAULT_LOG_DIR);
+        fence_timeout: Duration, ENV_FENCE_TIMEOUT, seconds(FENCE_TIMEOUT);
+        poll_interval: Duration, ENV_POLL_INTERVAL, seconds(POLL_INTERVAL);
+        force_poll: bool, ENV_FORCE_POLL, flag();
+        /// None: GFS2 discovery is switched off (`kubectl_path` set to
+        /// empty). A bare name is looked up in PATH when it runs.
+        kubectl_path: Option<PathBuf>, ENV_KUBECTL, command("kubectl");
+        discovery_timeout: Duration, ENV_DISCOVERY_TIMEOUT,
+            seconds(DISCOVERY_TIMEOUT);
+        log_mode: u32, ENV_LOG_MODE, mode(DEFAULT_LOG_MODE);
+        /// Requests and dot-temps older than this are leftovers of
+        /// killed agents.
+        stale_age: Duration, ENV_STALE_AGE,
+            seconds_or(secs(STALE_AGE.default).max(fence_timeout * 2), STALE_AGE);
+        /// NNF's shared config.py read (None: none); see `nnf_config`.
+        /// It is read first, as the directories may come from it.
+        nnf_config: Option<PathBuf>, nnf_config::ENV_PATH,
+            read_first(shared.path.clone());
+    }
+    derived {
+        /// `FENCE_LOG`, else the main log in `log_dir`.
+        main_log: PathBuf = r.main_log(&log_dir);
+        /// How NNF's shared config was found.
+        nnf_config_origin: String = shared.origin.clone();
+        /// The statements of NNF's shared config its reader ignored.
+        nnf_config_notes: Vec<String> = shared.parsed.notes.clone();
+        /// (setting, origin) for each directory setting.
+        origins: Vec<(String, String)> = std::mem::take(&mut r.origins);
+    }
+}
 
 /// Every environment variable the settings read: one per setting, and
 /// `FENCE_LOG`, which moves the main log.
