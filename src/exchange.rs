@@ -344,11 +344,7 @@ fn judge_nothing_found(
 /// Records a fence the agent refuses before any exchange (`why`: e.g. the
 /// node named is the host the agent runs on): one final record, nothing sent.
 pub fn refuse(journal: &Journal, call: &FenceCall<'_>, why: &str) -> FenceOutcome {
-    let base = EventBase::new(call);
-    info!(
-        "Fence action requested: {} for target: {}",
-        call.action, base.target
-    );
+    let base = EventBase::announced(call);
     base.close(journal, Ending::refused(&base.target, why))
 }
 
@@ -362,11 +358,7 @@ pub fn fence(
 ) -> FenceOutcome {
     let started = Instant::now();
     let deadline = started + settings.fence_timeout;
-    let mut base = EventBase::new(call);
-    info!(
-        "Fence action requested: {} for target: {}",
-        call.action, base.target
-    );
+    let mut base = EventBase::announced(call);
     let target = match protocol::target_name(call.target) {
         Ok(t) => t,
         Err(why) => return base.close(journal, Ending::refused(&base.target, &why)),
@@ -560,12 +552,18 @@ impl Ending {
 }
 
 impl<'a> EventBase<'a> {
-    fn new(call: &'a FenceCall<'a>) -> Self {
-        EventBase {
+    /// The events of `call`, once the main log says it was asked for.
+    fn announced(call: &'a FenceCall<'a>) -> Self {
+        let base = EventBase {
             call,
             target: lossless_text(call.target),
             request_id: None,
-        }
+        };
+        info!(
+            "Fence action requested: {} for target: {}",
+            call.action, base.target
+        );
+        base
     }
 
     /// Records the one final event of a fence and returns its outcome.
