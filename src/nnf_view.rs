@@ -856,12 +856,8 @@ fn judge_response(fields: Result<Fields, SyntaxError>) -> Verdict {
 /// Whether nnf-sos counts the one response file at `path`, looked up by its
 /// name rather than found in a listing, as fencing `node`.
 pub fn response_counts_for(path: &Path, node: &str) -> bool {
-    match read_like_go(path, 0).0 {
-        FileRead::Decoded(d) => {
-            matches!(d.result, Ok(f) if ResponseView::from_fields(&f).counts_for(node))
-        }
-        FileRead::Skipped(_) | FileRead::Stuck(_) => false,
-    }
+    response_at(path, 0)
+        .is_some_and(|e| matches!(&e.verdict, Verdict::Read(v) if v.counts_for(node)))
 }
 
 /// A request nnf-sos would act on: its `FenceRequest` fields.
