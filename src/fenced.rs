@@ -175,6 +175,10 @@ pub fn unfence(
         Err(e) => return fail(&notes, e),
     }
     let keep_dir = settings.log_dir.join(UNFENCED_DIR_NAME);
+    // A network mount may list a directory from a cache for seconds after a
+    // fence, while a lookup by name is fresh: the responses this log
+    // directory's recent records name for the target are looked up too.
+    let named = recent::named_responses(&settings.log_dir, &settings.response_dir, target);
     let start = Instant::now();
     let mut removed: Vec<PathBuf> = Vec::new();
     let mut waited_for: BTreeSet<PathBuf> = BTreeSet::new();
@@ -187,7 +191,7 @@ pub fn unfence(
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return fail(&notes, e.to_string()),
         };
-        entries.extend(named_but_not_listed(settings, target, &entries));
+        entries.extend(not_listed(&named, &entries));
         let mine = counted_for(&entries, target);
         let writing: Vec<&Entry> = entries
             .iter()
@@ -268,14 +272,12 @@ pub fn unfence(
     UnfenceOutcome::Removed(removed)
 }
 
-/// The responses this log directory's recent records name for `node` that
-/// the listing did not show: a network mount may list a directory from a
-/// cache for seconds after a fence, while a lookup by name is fresh.
-fn named_but_not_listed(settings: &Settings, node: &str, listed: &[Entry]) -> Vec<Entry> {
-    recent::named_responses(&settings.log_dir, &settings.response_dir, node)
-        .into_iter()
-        .filter(|p| !listed.iter().any(|e| &e.path == p))
-        .filter_map(|p| nnf_view::response_at(&p, HEAD_CAP))
+/// The `named` responses that exist although the listing did not show them.
+fn not_listed(named: &[PathBuf], listed: &[Entry]) -> Vec<Entry> {
+    named
+        .iter()
+        .filter(|p| !listed.iter().any(|e| &e.path == *p))
+        .filter_map(|p| nnf_view::response_at(p, HEAD_CAP))
         .collect()
 }
 
@@ -628,18 +630,19 @@ mod tests {
             format!("{record}\n"),
         )
         .unwrap();
+        let named = |node| recent::named_responses(&s.log_dir, &s.response_dir, node);
         // Named but not there (yet, or any more): nothing to add.
-        assert!(named_but_not_listed(&s, "n3", &[]).is_empty());
+        assert!(not_listed(&named("n3"), &[]).is_empty());
         fs::write(&ours, r#"{"target_node":"n3","success":true}"#).unwrap();
         // A listing that does not show it yet: found by its name.
-        let found = named_but_not_listed(&s, "n3", &[]);
+        let found = not_listed(&named("n3"), &[]);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, ours);
         assert_eq!(counted_for(&found, "n3").len(), 1);
         // Listed already: not read twice.
         let listed = nnf_view::scan_responses(&s.response_dir, HEAD_CAP).unwrap();
-        assert!(named_but_not_listed(&s, "n3", &listed).is_empty());
+        assert!(not_listed(&named("n3"), &listed).is_empty());
         // Only the target's records are followed.
-        assert!(named_but_not_listed(&s, "n4", &[]).is_empty());
+        assert!(not_listed(&named("n4"), &[]).is_empty());
     }
 }
