@@ -1,7 +1,8 @@
 //! fence_gfs2_recorder: the fence request/response exchange with the NNF
 //! reconciler, its journal, and the Python binding.
 //!
-//! One module per concern; only `python` knows about Python.
+//! One module per concern; only `python` (the binding) and `python_ast`
+//! (CPython's parser, for `nnf_config`) know about Python.
 
 pub mod discovery;
 pub mod exchange;
@@ -14,6 +15,7 @@ pub mod nnf_config;
 pub mod nnf_view;
 pub mod protocol;
 pub mod python;
+pub mod python_ast;
 pub mod recent;
 pub mod responder;
 pub mod settings;

@@ -1,28 +1,32 @@
 //! NNF's shared configuration: nnf-sos ships a small Python module
 //! (`config.py`) naming the request and response directories, meant to be
 //! imported by the fence agent. This agent runs as root, so it never runs
-//! that file: it reads it.
+//! that file: CPython's own parser reads it ([`python_ast`], `ast.parse`,
+//! which never runs code), and this module applies the rules to the tree.
 //!
 //! Understood, at the top level of the file: `REQUEST_DIR = "/x"` (string
-//! literals, also adjacent ones), `REQUEST_DIR = _OTHER_NAME` (a name set to
-//! a string above), and `REQUEST_DIR = os.environ.get("VAR", default)` or
-//! `os.getenv("VAR", default)` (the variable's value when set, else the
-//! default, as Python would compute it). Comments, docstrings and `import os`
+//! literals, in every form Python accepts), `REQUEST_DIR = _OTHER_NAME` (a
+//! name set to a string above), and `REQUEST_DIR = os.environ.get("VAR",
+//! default)` or `os.getenv("VAR", default)` (the variable's value when set,
+//! else the default, as Python would compute it). Docstrings and `import os`
 //! are skipped; every other statement is ignored and reported as a note,
-//! unless it names `REQUEST_DIR` or `RESPONSE_DIR`: then it might change them,
-//! and the whole file is refused with the line named.
+//! unless it names `REQUEST_DIR` or `RESPONSE_DIR` (as a name, an attribute,
+//! an import alias, a keyword or inside a string): then it might change
+//! them, and the whole file is refused with the line named.
 //!
 //! The file is refused, naming it, unless root alone can change it: the file
 //! and every directory above it (and every symbolic link on the way) must be
 //! owned by root and not writable by group or others; a sticky directory such
 //! as `/tmp` is accepted, since only root may rename or remove root's entries
-//! in it.
+//! in it. It is read with a bound ([`MAX_BYTES`]) and never waited on.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::python_ast::{self, Field, Node};
 
 /// Where the shared config is looked for when nothing names it.
 pub const DEFAULT_PATH: &str = "/etc/nnf/fence/config.py";
@@ -55,213 +59,8 @@ pub struct Parsed {
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Name(String),
-    /// A string literal: its value, or None when it is one this reader does
-    /// not evaluate (f-strings, bytes, unusual escapes).
-    Str(Option<String>),
-    Op(String),
-    Other,
-}
-
-struct Stmt {
-    line: usize,
-    indented: bool,
-    toks: Vec<Tok>,
-    text: String,
-}
-
-const OPS3: [&str; 5] = ["**=", "//=", ">>=", "<<=", "..."];
-const OPS2: [&str; 19] = [
-    "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "@=", ":=", "->", "**",
-    "//", "<<", ">>",
-];
-
-/// Splits the file into statements (logical lines split at `;`).
-fn statements(text: &str) -> Result<Vec<Stmt>, String> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    let mut line = 1;
-    let mut out = Vec::new();
-    while i < chars.len() {
-        // The start of a logical line.
-        let start = i;
-        while i < chars.len() && matches!(chars[i], ' ' | '\t' | '\x0c') {
-            i += 1;
-        }
-        let indented = i > start;
-        let first_line = line;
-        let line_text: String = chars[start..]
-            .iter()
-            .take_while(|c| **c != '\n')
-            .collect::<String>()
-            .trim()
-            .to_string();
-        let mut toks = Vec::new();
-        let mut depth = 0usize;
-        let mut stmt_line = first_line;
-        loop {
-            let Some(&c) = chars.get(i) else {
-                if depth > 0 {
-                    return Err(format!("line {line}: a bracket is never closed"));
-                }
-                break;
-            };
-            match c {
-                ' ' | '\t' | '\x0c' | '\r' => i += 1,
-                '#' => {
-                    while i < chars.len() && chars[i] != '\n' {
-                        i += 1;
-                    }
-                }
-                '\\' if chars.get(i + 1) == Some(&'\n') => {
-                    i += 2;
-                    line += 1;
-                }
-                '\n' => {
-                    i += 1;
-                    line += 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                ';' if depth == 0 => {
-                    i += 1;
-                    push_stmt(&mut out, stmt_line, indented, &mut toks, &line_text);
-                    stmt_line = line;
-                }
-                '\'' | '"' => {
-                    let (tok, next, lines) = string(&chars, i, "", line)?;
-                    toks.push(tok);
-                    i = next;
-                    line += lines;
-                }
-                c if c.is_alphabetic() || c == '_' => {
-                    let s = i;
-                    while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                        i += 1;
-                    }
-                    let word: String = chars[s..i].iter().collect();
-                    let is_prefix = word.len() <= 2
-                        && word.chars().all(|c| "rRbBuUfF".contains(c))
-                        && matches!(chars.get(i), Some('\'' | '"'));
-                    if is_prefix {
-                        let (tok, next, lines) = string(&chars, i, &word, line)?;
-                        toks.push(tok);
-                        i = next;
-                        line += lines;
-                    } else {
-                        toks.push(Tok::Name(word));
-                    }
-                }
-                c if c.is_ascii_digit() => {
-                    while i < chars.len()
-                        && (chars[i].is_alphanumeric() || ".+-_".contains(chars[i]))
-                    {
-                        i += 1;
-                    }
-                    toks.push(Tok::Other);
-                }
-                '(' | '[' | '{' => {
-                    depth += 1;
-                    i += 1;
-                    toks.push(Tok::Op(c.to_string()));
-                }
-                ')' | ']' | '}' => {
-                    if depth == 0 {
-                        return Err(format!("line {line}: {c:?} closes nothing"));
-                    }
-                    depth -= 1;
-                    i += 1;
-                    toks.push(Tok::Op(c.to_string()));
-                }
-                _ => {
-                    let rest: String = chars[i..chars.len().min(i + 3)].iter().collect();
-                    let op = OPS3
-                        .iter()
-                        .chain(OPS2.iter())
-                        .find(|o| rest.starts_with(**o))
-                        .map(|o| o.to_string())
-                        .unwrap_or_else(|| c.to_string());
-                    i += op.chars().count();
-                    toks.push(Tok::Op(op));
-                }
-            }
-        }
-        push_stmt(&mut out, stmt_line, indented, &mut toks, &line_text);
-    }
-    Ok(out)
-}
-
-fn push_stmt(out: &mut Vec<Stmt>, line: usize, indented: bool, toks: &mut Vec<Tok>, text: &str) {
-    if !toks.is_empty() {
-        out.push(Stmt {
-            line,
-            indented,
-            toks: std::mem::take(toks),
-            text: text.to_string(),
-        });
-    }
-}
-
-/// Reads the string literal starting at `chars[i]` (the opening quote).
-/// Returns the token, the index after it and the newlines it spans.
-fn string(
-    chars: &[char],
-    mut i: usize,
-    prefix: &str,
-    line: usize,
-) -> Result<(Tok, usize, usize), String> {
-    let q = chars[i];
-    let triple = chars.get(i + 1) == Some(&q) && chars.get(i + 2) == Some(&q);
-    let raw = prefix.contains(['r', 'R']);
-    // f-strings compute, bytes are no path: not evaluated.
-    let mut understood = !prefix.contains(['f', 'F', 'b', 'B']);
-    i += if triple { 3 } else { 1 };
-    let mut value = String::new();
-    let mut lines = 0;
-    loop {
-        let Some(&c) = chars.get(i) else {
-            return Err(format!("line {line}: a string is never closed"));
-        };
-        if c == q && (!triple || (chars.get(i + 1) == Some(&q) && chars.get(i + 2) == Some(&q))) {
-            i += if triple { 3 } else { 1 };
-            break;
-        }
-        if c == '\n' {
-            if !triple {
-                return Err(format!("line {line}: a string is never closed"));
-            }
-            lines += 1;
-        }
-        if c == '\\' {
-            let Some(&n) = chars.get(i + 1) else {
-                return Err(format!("line {line}: a string is never closed"));
-            };
-            if n == '\n' {
-                lines += 1;
-            }
-            if raw {
-                value.push(c);
-                value.push(n);
-            } else {
-                match n {
-                    '\\' | '\'' | '"' => value.push(n),
-                    'n' => value.push('\n'),
-                    't' => value.push('\t'),
-                    '\n' => {}
-                    _ => understood = false,
-                }
-            }
-            i += 2;
-            continue;
-        }
-        value.push(c);
-        i += 1;
-    }
-    Ok((Tok::Str(understood.then_some(value)), i, lines))
-}
+/// How deep an environment lookup may nest in another's arguments.
+const MAX_EVAL_DEPTH: usize = 8;
 
 /// A value being computed: known, or why not.
 #[derive(Debug, Clone)]
@@ -270,112 +69,146 @@ enum Eval {
     Unknown(String),
 }
 
-/// Splits call arguments at top-level commas.
-fn arguments(toks: &[Tok]) -> Vec<&[Tok]> {
-    let mut args = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    for (i, t) in toks.iter().enumerate() {
-        match t {
-            Tok::Op(o) if "([{".contains(o.as_str()) => depth += 1,
-            Tok::Op(o) if ")]}".contains(o.as_str()) => depth = depth.saturating_sub(1),
-            Tok::Op(o) if o == "," && depth == 0 => {
-                args.push(&toks[start..i]);
-                start = i + 1;
+const NOT_UNDERSTOOD: &str = "not a string, a name set above or os.environ.get(NAME, DEFAULT)";
+
+/// Whether `call` is `os.environ.get(...)` or `os.getenv(...)`.
+fn is_env_lookup(call: &Node) -> bool {
+    let Some(func) = call.node("func").filter(|f| f.kind == "Attribute") else {
+        return false;
+    };
+    let is_os = |n: &Node| n.kind == "Name" && n.str("id") == Some("os");
+    match (func.str("attr"), func.node("value")) {
+        (Some("getenv"), Some(os)) => is_os(os),
+        (Some("get"), Some(environ)) => {
+            environ.kind == "Attribute"
+                && environ.str("attr") == Some("environ")
+                && environ.node("value").is_some_and(is_os)
+        }
+        _ => false,
+    }
+}
+
+fn eval(
+    node: &Node,
+    names: &HashMap<String, Eval>,
+    env: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Eval {
+    match node.kind.as_str() {
+        "Constant" => match node.field("value") {
+            Some(Field::Str(s)) => Eval::Known(s.clone(), None),
+            Some(Field::Bytes(_)) => Eval::Unknown("bytes, not a string".into()),
+            _ => Eval::Unknown(NOT_UNDERSTOOD.into()),
+        },
+        "JoinedStr" => Eval::Unknown("an f-string, which computes its value".into()),
+        "Name" => {
+            let n = node.str("id").unwrap_or_default();
+            match names.get(n) {
+                Some(Eval::Known(v, how)) => Eval::Known(
+                    v.clone(),
+                    Some(how.clone().unwrap_or_else(|| format!("the value of {n}"))),
+                ),
+                Some(Eval::Unknown(why)) => Eval::Unknown(format!("{n} is {why}")),
+                None => Eval::Unknown(format!("{n} is not set to a string above")),
             }
+        }
+        "Call" if is_env_lookup(node) => {
+            if depth >= MAX_EVAL_DEPTH {
+                return Eval::Unknown("environment lookups nested too deeply".into());
+            }
+            let args: Vec<&Node> = node.nodes("args").collect();
+            let plain = args.len() == 2
+                && args.iter().all(|a| a.kind != "Starred")
+                && node.list("keywords").is_empty();
+            if !plain {
+                return Eval::Unknown(
+                    "an environment lookup without exactly a name and a default \
+                     (None when unset)"
+                        .into(),
+                );
+            }
+            let var = match eval(args[0], names, env, depth + 1) {
+                Eval::Known(v, _) => v,
+                Eval::Unknown(why) => {
+                    return Eval::Unknown(format!("a variable name that is {why}"))
+                }
+            };
+            // Python computes the default whether or not the variable is set.
+            let default = match eval(args[1], names, env, depth + 1) {
+                Eval::Known(v, _) => v,
+                Eval::Unknown(why) => return Eval::Unknown(format!("a default that is {why}")),
+            };
+            match env(&var) {
+                Some(v) => Eval::Known(v, Some(format!("environment variable {var}"))),
+                None => Eval::Known(
+                    default,
+                    Some(format!("the default for {var}, which is not set")),
+                ),
+            }
+        }
+        _ => Eval::Unknown(NOT_UNDERSTOOD.into()),
+    }
+}
+
+/// Which of our names `stmt` mentions in its own parts (nested statements
+/// are looked at one by one), and on which line: as an identifier (a name,
+/// attribute, alias, argument, keyword, dotted module part) or inside a
+/// string or bytes.
+fn mentions_ours(stmt: &Node) -> Option<(&'static str, usize)> {
+    let ours = [REQUEST_NAME, RESPONSE_NAME];
+    // (field, whether it is the value of a Constant, the line it is on)
+    let mut todo: Vec<(&Field, bool, usize)> = stmt
+        .fields
+        .iter()
+        .map(|(_, f)| (f, false, stmt.line))
+        .collect();
+    while let Some((field, literal, line)) = todo.pop() {
+        let found = match field {
+            Field::Node(n) if n.statement => None,
+            Field::Node(n) => {
+                let constant = n.kind == "Constant";
+                let line = if n.line > 0 { n.line } else { line };
+                todo.extend(
+                    n.fields
+                        .iter()
+                        .map(|(k, f)| (f, constant && k == "value", line)),
+                );
+                None
+            }
+            Field::List(items) => {
+                todo.extend(items.iter().map(|f| (f, literal, line)));
+                None
+            }
+            Field::Str(s) if literal => ours.into_iter().find(|o| s.contains(o)),
+            Field::Str(s) => ours
+                .into_iter()
+                .find(|o| s.split('.').any(|part| part == *o)),
+            Field::Bytes(b) => ours
+                .into_iter()
+                .find(|o| b.windows(o.len()).any(|w| w == o.as_bytes())),
+            Field::Other => None,
+        };
+        if let Some(name) = found {
+            return Some((name, line));
+        }
+    }
+    None
+}
+
+/// The statements nested in `stmt` (bodies of `if`, `def`, `try`, handlers
+/// and `match` cases...), in source order.
+fn nested(stmt: &Node) -> Vec<&Node> {
+    let mut out = Vec::new();
+    let mut todo: Vec<&Field> = stmt.fields.iter().rev().map(|(_, f)| f).collect();
+    while let Some(field) = todo.pop() {
+        match field {
+            Field::Node(n) if n.statement => out.push(n),
+            Field::Node(n) => todo.extend(n.fields.iter().rev().map(|(_, f)| f)),
+            Field::List(items) => todo.extend(items.iter().rev()),
             _ => {}
         }
     }
-    if start < toks.len() {
-        args.push(&toks[start..]);
-    }
-    args
-}
-
-fn eval(toks: &[Tok], names: &HashMap<String, Eval>, env: &dyn Fn(&str) -> Option<String>) -> Eval {
-    if !toks.is_empty() && toks.iter().all(|t| matches!(t, Tok::Str(_))) {
-        let mut s = String::new();
-        for t in toks {
-            match t {
-                Tok::Str(Some(v)) => s.push_str(v),
-                _ => {
-                    return Eval::Unknown(
-                        "a string this reader does not evaluate (f-string, bytes or escape)".into(),
-                    )
-                }
-            }
-        }
-        return Eval::Known(s, None);
-    }
-    if let [Tok::Name(n)] = toks {
-        return match names.get(n) {
-            Some(Eval::Known(v, how)) => Eval::Known(
-                v.clone(),
-                Some(how.clone().unwrap_or_else(|| format!("the value of {n}"))),
-            ),
-            Some(Eval::Unknown(why)) => Eval::Unknown(format!("{n} is {why}")),
-            None => Eval::Unknown(format!("{n} is not set to a string above")),
-        };
-    }
-    // os.environ.get(VAR, DEFAULT) or os.getenv(VAR, DEFAULT)
-    let call = match toks {
-        [Tok::Name(os), Tok::Op(d1), Tok::Name(environ), Tok::Op(d2), Tok::Name(get), Tok::Op(p), rest @ ..]
-            if os == "os"
-                && d1 == "."
-                && environ == "environ"
-                && d2 == "."
-                && get == "get"
-                && p == "(" =>
-        {
-            Some(rest)
-        }
-        [Tok::Name(os), Tok::Op(d1), Tok::Name(getenv), Tok::Op(p), rest @ ..]
-            if os == "os" && d1 == "." && getenv == "getenv" && p == "(" =>
-        {
-            Some(rest)
-        }
-        _ => None,
-    };
-    let Some(rest) = call else {
-        return Eval::Unknown(
-            "not a string, a name set above or os.environ.get(NAME, DEFAULT)".into(),
-        );
-    };
-    let Some((Tok::Op(close), inner)) = rest.split_last() else {
-        return Eval::Unknown("an unfinished call".into());
-    };
-    if close != ")" {
-        return Eval::Unknown("not a single call".into());
-    }
-    let args = arguments(inner);
-    if args.len() != 2 || args.iter().any(|a| a.is_empty()) {
-        return Eval::Unknown(
-            "an environment lookup without exactly a name and a default (None when unset)".into(),
-        );
-    }
-    let var = match eval(args[0], names, env) {
-        Eval::Known(v, _) => v,
-        Eval::Unknown(why) => return Eval::Unknown(format!("a variable name that is {why}")),
-    };
-    match env(&var) {
-        Some(v) => Eval::Known(v, Some(format!("environment variable {var}"))),
-        None => match eval(args[1], names, env) {
-            Eval::Known(v, _) => {
-                Eval::Known(v, Some(format!("the default for {var}, which is not set")))
-            }
-            Eval::Unknown(why) => Eval::Unknown(format!("a default that is {why}")),
-        },
-    }
-}
-
-fn mentions_ours(s: &Stmt) -> Option<&'static str> {
-    [REQUEST_NAME, RESPONSE_NAME].into_iter().find(|ours| {
-        s.toks.iter().any(|t| match t {
-            Tok::Name(n) => n == ours,
-            Tok::Str(Some(v)) => v.contains(ours),
-            _ => false,
-        })
-    })
+    out
 }
 
 fn shown(text: &str) -> String {
@@ -383,109 +216,125 @@ fn shown(text: &str) -> String {
     t.escape_debug().to_string()
 }
 
-/// Reads the file's text. `env` looks environment variables up, as the
-/// file's `os.environ.get` would. Errors name the line.
-pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, String> {
-    let mut names: HashMap<String, Eval> = HashMap::new();
-    let mut parsed = Parsed::default();
-    for s in statements(text)? {
-        let toks = &s.toks;
-        if toks.iter().all(|t| matches!(t, Tok::Str(_))) {
-            continue; // a docstring
+/// What the reader makes of the file, statement by statement.
+struct Reader<'a> {
+    lines: Vec<&'a str>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    names: HashMap<String, Eval>,
+    parsed: Parsed,
+}
+
+impl Reader<'_> {
+    fn text(&self, line: usize) -> String {
+        let l = line
+            .checked_sub(1)
+            .and_then(|i| self.lines.get(i))
+            .unwrap_or(&"");
+        shown(l.trim())
+    }
+
+    fn note(&mut self, line: usize) {
+        let note = format!("line {line} ignored: {}", self.text(line));
+        self.parsed.notes.push(note);
+    }
+
+    /// A statement this reader does not evaluate: a note, or the file's
+    /// refusal when it names one of our names. Nested statements likewise.
+    fn other(&mut self, stmt: &Node) -> Result<(), String> {
+        if let Some((ours, line)) = mentions_ours(stmt) {
+            return Err(format!(
+                "line {line}: {ours} appears in a statement that cannot be read without \
+                 running the file: {}",
+                self.text(line)
+            ));
         }
-        if let [Tok::Name(i), Tok::Name(m)] = toks.as_slice() {
-            if i == "import" && m == "os" && !s.indented {
-                continue;
-            }
+        self.note(stmt.line);
+        for inner in nested(stmt) {
+            self.other(inner)?;
         }
-        // NAME = [NAME = ...] EXPR, or NAME: TYPE = EXPR, at the top level.
-        let mut targets = Vec::new();
-        let mut rest: &[Tok] = toks;
-        while let [Tok::Name(n), Tok::Op(eq), tail @ ..] = rest {
-            if eq != "=" || s.indented {
-                break;
-            }
-            targets.push(n.clone());
-            rest = tail;
+        Ok(())
+    }
+
+    fn top_level(&mut self, stmt: &Node) -> Result<(), String> {
+        let docstring = stmt.kind == "Expr"
+            && stmt.node("value").is_some_and(|v| {
+                v.kind == "Constant"
+                    && matches!(v.field("value"), Some(Field::Str(_) | Field::Bytes(_)))
+            });
+        let import_os = stmt.kind == "Import"
+            && matches!(stmt.nodes("names").collect::<Vec<_>>().as_slice(),
+                [alias] if alias.str("name") == Some("os") && alias.str("asname").is_none());
+        if docstring || import_os {
+            return Ok(());
         }
-        if targets.is_empty() && !s.indented {
-            if let [Tok::Name(n), Tok::Op(colon), Tok::Name(_), Tok::Op(eq), tail @ ..] =
-                toks.as_slice()
-            {
-                if colon == ":" && eq == "=" {
-                    targets.push(n.clone());
-                    rest = tail;
-                }
-            }
-        }
-        let keyword = matches!(
-            targets.first().map(String::as_str),
-            Some(
-                "if" | "for"
-                    | "while"
-                    | "def"
-                    | "class"
-                    | "with"
-                    | "try"
-                    | "del"
-                    | "global"
-                    | "import"
-                    | "from"
-                    | "return"
-                    | "lambda"
-                    | "not"
-                    | "assert"
-            )
-        );
-        if targets.is_empty() || rest.is_empty() || keyword {
-            if let Some(ours) = mentions_ours(&s) {
-                return Err(format!(
-                    "line {}: {ours} appears in a statement that cannot be read without \
-                     running the file: {}",
-                    s.line,
-                    shown(&s.text)
-                ));
-            }
-            parsed
-                .notes
-                .push(format!("line {} ignored: {}", s.line, shown(&s.text)));
-            continue;
-        }
-        let value = eval(rest, &names, env);
+        // NAME = [NAME = ...] EXPR, or NAME: TYPE = EXPR.
+        let (targets, value): (Vec<&Node>, Option<&Node>) = match stmt.kind.as_str() {
+            "Assign" => (stmt.nodes("targets").collect(), stmt.node("value")),
+            "AnnAssign" => (
+                stmt.node("target").into_iter().collect(),
+                stmt.node("value"),
+            ),
+            _ => (Vec::new(), None),
+        };
+        let names: Option<Vec<&str>> = targets
+            .iter()
+            .map(|t| (t.kind == "Name").then(|| t.str("id")).flatten())
+            .collect();
+        let (Some(targets), Some(value)) = (names.filter(|n| !n.is_empty()), value) else {
+            return self.other(stmt);
+        };
+        let value = eval(value, &self.names, self.env, 0);
         let ours = targets
             .iter()
-            .any(|t| t == REQUEST_NAME || t == RESPONSE_NAME);
+            .any(|t| *t == REQUEST_NAME || *t == RESPONSE_NAME);
         if let (Eval::Unknown(_), false) = (&value, ours) {
-            parsed
-                .notes
-                .push(format!("line {} ignored: {}", s.line, shown(&s.text)));
+            // Not ours, and not understood: it must not touch ours either.
+            return self.other(stmt);
         }
-        for t in &targets {
+        for t in targets {
             if t == REQUEST_NAME || t == RESPONSE_NAME {
                 let v = match &value {
                     Eval::Known(text, how) => Value {
                         text: text.clone(),
-                        line: s.line,
+                        line: stmt.line,
                         how: how.clone(),
                     },
                     Eval::Unknown(why) => {
                         return Err(format!(
                             "line {}: {t} cannot be read without running the file ({why}): {}",
-                            s.line,
-                            shown(&s.text)
+                            stmt.line,
+                            self.text(stmt.line)
                         ))
                     }
                 };
                 if t == REQUEST_NAME {
-                    parsed.request_dir = Some(v);
+                    self.parsed.request_dir = Some(v);
                 } else {
-                    parsed.response_dir = Some(v);
+                    self.parsed.response_dir = Some(v);
                 }
             }
-            names.insert(t.clone(), value.clone());
+            self.names.insert(t.to_string(), value.clone());
         }
+        Ok(())
     }
-    Ok(parsed)
+}
+
+/// Reads the file's text through CPython's parser. `env` looks environment
+/// variables up, as the file's `os.environ.get` would. Errors name the line.
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, String> {
+    let module = python_ast::parse(text.as_bytes())?;
+    // Lines as the parser counts them: \r\n, \r and \n each end one.
+    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut reader = Reader {
+        lines: normalized.split('\n').collect(),
+        env,
+        names: HashMap::new(),
+        parsed: Parsed::default(),
+    };
+    for stmt in module.nodes("body") {
+        reader.top_level(stmt)?;
+    }
+    Ok(reader.parsed)
 }
 
 /// Why `path` could be changed by someone other than root (None: it cannot).
@@ -769,6 +618,86 @@ RESPONSE_DIR = os.environ.get("NNF_FENCE_RESPONSE_DIR", _DEFAULT_RESPONSE_DIR)
             assert!(err.starts_with(&format!("line {line}:")), "{text:?}: {err}");
             assert!(err.contains("_DIR"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_mention_anywhere_in_a_statement_not_understood_refuses_the_file() {
+        for (text, line) in [
+            // In the value of another name's assignment.
+            ("X = exec('REQUEST_DIR = 1')\n", 1),
+            ("X = (REQUEST_DIR := '/b')\n", 1),
+            ("X = os.getenv('A', REQUEST_DIR)\n", 1),
+            // As an attribute, a keyword, an import or a parameter.
+            ("import sys\nsys.modules[__name__].RESPONSE_DIR = '/b'\n", 2),
+            ("globals().update(RESPONSE_DIR='/b')\n", 1),
+            ("from elsewhere import REQUEST_DIR\n", 1),
+            ("import pkg.RESPONSE_DIR\n", 1),
+            ("def f(REQUEST_DIR):\n    pass\n", 1),
+            ("def f():\n    global REQUEST_DIR\n", 2),
+            (
+                "X = 1\ntry:\n    pass\nexcept E as REQUEST_DIR:\n    pass\n",
+                4,
+            ),
+            ("with open('/x') as f:\n    exec(b'RESPONSE_DIR = 1')\n", 2),
+            ("print(f'{REQUEST_DIR}')\n", 1),
+            ("REQUEST_DIR: str\n", 1),
+            ("REQUEST_DIR, X = '/a', '/b'\n", 1),
+        ] {
+            let err = parse(text, &no_env).unwrap_err();
+            assert!(err.starts_with(&format!("line {line}:")), "{text:?}: {err}");
+            assert!(err.contains("_DIR"), "{err}");
+        }
+        // A docstring may name them; a longer name is another name.
+        let text = "\"\"\"Sets REQUEST_DIR.\"\"\"\nX = REQUEST_DIR_HINT = 'a'\n";
+        assert_eq!(parse(text, &no_env).unwrap(), Parsed::default());
+    }
+
+    #[test]
+    fn strings_read_as_python_reads_them() {
+        for (literal, value) in [
+            (r"'/a\x41'", "/aA"),
+            (r"'/a\u00e9'", "/a\u{e9}"),
+            (r"r'/a\b'", r"/a\b"),
+            ("u'/a'", "/a"),
+            ("'''/a'''", "/a"),
+            ("('/a'\n    '/b')", "/a/b"),
+            ("'/a' \\\n '/b'", "/a/b"),
+        ] {
+            let text = format!("REQUEST_DIR = {literal}\n");
+            let p = parse(&text, &no_env).unwrap();
+            assert_eq!(p.request_dir.unwrap().text, value, "{text:?}");
+        }
+        // Lines as Python counts them, whatever the line ends.
+        let p = parse("X = '1'\r\n\r\nREQUEST_DIR = '/a'\r\n", &no_env).unwrap();
+        assert_eq!(p.request_dir.unwrap().line, 3);
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        let p = parse("X = f()\r\nREQUEST_DIR = '/a'\r\n", &no_env).unwrap();
+        assert_eq!(p.notes, ["line 1 ignored: X = f()"]);
+    }
+
+    #[test]
+    fn an_environment_lookup_needs_a_default_python_can_compute() {
+        let env = |k: &str| (k == "A").then(|| "/env".to_string());
+        let p = parse("REQUEST_DIR = os.environ.get('A', '/d')\n", &env).unwrap();
+        assert_eq!(p.request_dir.unwrap().text, "/env");
+        // Python computes the default even when the variable is set.
+        for text in [
+            "REQUEST_DIR = os.environ.get('A', compute())\n",
+            "REQUEST_DIR = os.getenv('A', default='/d')\n",
+            "REQUEST_DIR = os.getenv(*ARGS)\n",
+            "REQUEST_DIR = os.environ.get(b'A', '/d')\n",
+        ] {
+            let err = parse(text, &env).unwrap_err();
+            assert!(err.starts_with("line 1: REQUEST_DIR"), "{text:?}: {err}");
+        }
+        let depth = MAX_EVAL_DEPTH + 1;
+        let nested = format!(
+            "REQUEST_DIR = {}'/d'{}\n",
+            "os.getenv('B', ".repeat(depth),
+            ")".repeat(depth)
+        );
+        let err = parse(&nested, &env).unwrap_err();
+        assert!(err.contains("nested too deeply"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,9 @@ environment; and the warnings that nnf-sos is not on the other side."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 import sandbox
 
 from conftest import BIN, Dirs, clean_env, run_agent
+from fence_gfs2_recorder import _native
 
 # The shape of nnf-sos's pkg/fence/config.py (current form).
 NNF_SOS_FORM = """\
@@ -187,3 +191,71 @@ def test_another_nnf_default_directory_beside_the_configured_one(tmp_path: Path)
             "/localdisk/gfs2-fencing/requests exists beside the configured request directory "
             "/localdisk/fence-recorder/requests"
         ) in r.stderr
+
+
+# Every form the reader takes, and some it notes: read through each CPython
+# the agent supports, the result must be the same (the syntax tree's shapes
+# differ between versions; what the reader makes of them must not).
+ALL_FORMS = '''\
+"""Docstring naming REQUEST_DIR."""
+import os
+import sys
+
+_BASE = "/cfg" '/base'
+_RAW = r"\\x"  # a raw string keeps its backslash
+REQUEST_DIR: str = os.environ.get("FGR_UNSET_VARIABLE", _BASE)
+RESPONSE_DIR = os.getenv("FGR_UNSET_VARIABLE", '/cfg/\\x72esp')
+if sys.version_info >= (3, 9):
+    X = [n for n in range(3)]
+match = 1
+'''
+
+READ_CONFIG = """\
+import sys
+sys.path.insert(0, sys.argv[1])
+from fence_gfs2_recorder import _native
+s = _native.resolve_settings(nnf_config=sys.argv[2], log_dir="/tmp")
+print(repr((s.request_dir, s.response_dir, s.origins[:2], s.nnf_config_notes)))
+"""
+
+
+def interpreter(version: str) -> str | None:
+    """A working python<version> on this machine: on PATH, or built by pyenv
+    (whose shims on PATH may not run a version that is not selected)."""
+    name = f"python{version}"
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = [shutil.which(name), *map(str, sorted(root.glob(f"versions/{version}.*/bin/{name}")))]
+    for candidate in filter(None, found):
+        probe = subprocess.run([candidate, "-c", "pass"], capture_output=True)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+@needs_root
+@pytest.mark.parametrize("version", ["3.9", "3.10", "3.11", "3.12", "3.13"])
+def test_every_supported_python_reads_the_config_alike(tmp_path: Path, version: str) -> None:
+    python = interpreter(version)
+    if python is None:
+        pytest.skip(f"no python{version} on this machine")
+    config = write_config(tmp_path / "etc" / "config.py", ALL_FORMS)
+    package = Path(_native.__file__).resolve().parent.parent
+    env = clean_env()
+    here = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", READ_CONFIG, str(package), str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    assert "/cfg/base" in here and "/cfg/resp" in here, here
+    assert "line 3 ignored: import sys" in here and "line 10 ignored: X = " in here, here
+    assert "line 11 ignored: match = 1" in here, here
+    there = subprocess.run(
+        [python, "-I", "-S", "-c", READ_CONFIG, str(package), str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert there.returncode == 0, there.stderr
+    assert there.stdout == here
