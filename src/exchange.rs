@@ -488,6 +488,11 @@ fn await_answer(
         settings.poll_interval,
         interrupted,
     );
+    if matches!(outcome, WaitOutcome::Answered { .. }) {
+        // Who opened the request no longer matters; its watch goes with
+        // the response directory's (see `OpenWatch::stop`).
+        sent.published.opens.stop();
+    }
     drop(watch);
     match outcome {
         // A timed-out request is withdrawn first, then the answer is looked

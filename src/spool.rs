@@ -57,7 +57,31 @@ pub struct Published {
     /// act on it) but making it durable (the directory's fsync) failed.
     pub sync_error: Option<io::Error>,
     pub opens: OpenWatch,
-    _owner: File,
+    /// Taken only by `drop`.
+    owner: Option<File>,
+}
+
+impl Drop for Published {
+    /// Lets go of the request: its lock (the mark of an agent still owning
+    /// it) at once, then the file and the opens watch on a thread of their
+    /// own. Those closes can take milliseconds that belong to no one's
+    /// answer: the kernel frees the file here when the storage side has
+    /// already removed it, and the release of an inotify instance waits for
+    /// the end of an SRCU grace period. The fence's final record is written
+    /// before this, so the agent reports and exits meanwhile (its exit still
+    /// waits for the thread: nothing is left open). Without a thread, they
+    /// close here.
+    fn drop(&mut self) {
+        let owner = self.owner.take();
+        if let Some(f) = &owner {
+            // SAFETY: plain system call on a descriptor we own.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+        let watch = self.opens.fd.take();
+        let closing = std::thread::Builder::new().name("request-close".into());
+        // On failure the closure, and with it both descriptors, drops here.
+        let _ = closing.spawn(move || drop((owner, watch)));
+    }
 }
 
 /// Writes a request like [`write_atomic`], but keeps it locked and watched.
@@ -92,13 +116,16 @@ pub fn publish(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<Pu
         path: dest,
         sync_error: sync_dir(dir).err(),
         opens,
-        _owner: f,
+        owner: Some(f),
     })
 }
 
-/// Whether another process opened or read a file since the watch was armed.
+/// Whether another process opened or read a file since the watch was armed
+/// (the first open or read is seen, not how many followed).
 pub struct OpenWatch {
     fd: Option<OwnedFd>,
+    /// The watch on the file, until [`stop`](Self::stop) removes it.
+    wd: Option<i32>,
     /// Why opens cannot be seen (None: they can, at least on this host).
     blind: Option<String>,
     /// Why opens made on other hosts cannot be seen (network file system).
@@ -111,7 +138,8 @@ pub struct OpenWatch {
 pub enum Opened {
     /// No other process opened it (and opens would have been seen).
     No,
-    /// Another process opened or read it this many times (at least).
+    /// Another process opened or read it (at least this many times: the
+    /// watch ends at the first event, so this is 1).
     Yes(u64),
     /// Cannot be told: the reason.
     Unknown(String),
@@ -127,6 +155,7 @@ impl OpenWatch {
         });
         let mut w = OpenWatch {
             fd: None,
+            wd: None,
             blind: None,
             remote,
             opened: 0,
@@ -147,10 +176,13 @@ impl OpenWatch {
             w.blind = Some("inotify unavailable".into());
             return w;
         };
+        // One event is all it takes: the kernel then removes the watch
+        // itself, when the storage side reads the request, long before it
+        // answers, instead of at the answer, where retiring a watch costs
+        // the agent an SRCU grace period (see `Published::drop`).
+        let mask = libc::IN_OPEN | libc::IN_ACCESS | libc::IN_ONESHOT;
         // SAFETY: valid descriptor and NUL-terminated path.
-        let wd = unsafe {
-            libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN | libc::IN_ACCESS)
-        };
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
         if wd < 0 {
             w.blind = Some(format!(
                 "inotify unavailable: {}",
@@ -159,11 +191,37 @@ impl OpenWatch {
             return w;
         }
         w.fd = Some(fd);
+        w.wd = Some(wd);
         w
+    }
+
+    /// Stops watching, once opens no longer matter (the request is
+    /// answered): [`seen`](Self::seen) then tells what was seen until now.
+    /// A watch still there (no open seen) is removed right away, so that the
+    /// kernel retires it together with the response directory's watch,
+    /// which goes at the same moment, not in a grace period of its own.
+    pub fn stop(&mut self) {
+        self.read_events();
+        if let (Some(fd), Some(wd)) = (&self.fd, self.wd.take()) {
+            // SAFETY: plain system call on a descriptor we own.
+            unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) };
+        }
     }
 
     /// What has been seen so far (never blocks).
     pub fn seen(&mut self) -> Opened {
+        self.read_events();
+        match (&self.blind, &self.remote) {
+            _ if self.opened > 0 => Opened::Yes(self.opened),
+            (Some(why), _) | (None, Some(why)) => Opened::Unknown(why.clone()),
+            (None, None) if self.wd.is_none() => {
+                Opened::Unknown("the watch had been stopped".into())
+            }
+            (None, None) => Opened::No,
+        }
+    }
+
+    fn read_events(&mut self) {
         if let Some(fd) = &self.fd {
             let mut buf = [0u8; 4096];
             loop {
@@ -185,11 +243,6 @@ impl OpenWatch {
                     at += head + ev.len as usize;
                 }
             }
-        }
-        match (&self.blind, &self.remote) {
-            _ if self.opened > 0 => Opened::Yes(self.opened),
-            (Some(why), _) | (None, Some(why)) => Opened::Unknown(why.clone()),
-            (None, None) => Opened::No,
         }
     }
 }
@@ -541,5 +594,39 @@ mod tests {
         assert_eq!(p.opens.seen(), Opened::No);
         assert_eq!(fs::read(&p.path).unwrap(), b"{}");
         assert!(matches!(p.opens.seen(), Opened::Yes(n) if n >= 1));
+    }
+
+    #[test]
+    fn a_stopped_watch_keeps_what_it_saw_and_sees_no_more() {
+        let d = TempDir::new("spool");
+        let mut p = publish(d.path(), "a.json", b"{}", 0o644).unwrap();
+        if matches!(p.opens.seen(), Opened::Unknown(_)) {
+            return; // inotify unavailable here: nothing to show
+        }
+        assert_eq!(fs::read(&p.path).unwrap(), b"{}");
+        p.opens.stop();
+        let seen = p.opens.seen();
+        assert!(matches!(seen, Opened::Yes(n) if n >= 1), "{seen:?}");
+        assert_eq!(fs::read(&p.path).unwrap(), b"{}");
+        assert_eq!(p.opens.seen(), seen);
+        let mut q = publish(d.path(), "b.json", b"{}", 0o644).unwrap();
+        q.opens.stop();
+        assert_eq!(fs::read(&q.path).unwrap(), b"{}");
+        assert!(matches!(q.opens.seen(), Opened::Unknown(why) if why.contains("stopped")));
+    }
+
+    #[test]
+    fn a_dropped_request_is_let_go_of() {
+        let d = TempDir::new("spool");
+        let p = publish(d.path(), "a.json", b"{}", 0o644).unwrap();
+        let path = p.path.clone();
+        let lock = || {
+            let f = File::open(&path).unwrap();
+            // SAFETY: plain system call on a descriptor we own.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+        };
+        assert!(!lock(), "held while published");
+        drop(p);
+        assert!(lock(), "released at once, though closed on a thread");
     }
 }
