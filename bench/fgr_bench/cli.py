@@ -39,6 +39,19 @@ def sections_arg(text: str) -> set[str]:
     return names
 
 
+def answer_after_arg(text: str) -> tuple[float, float]:
+    lo, _, hi = text.partition("-")
+    try:
+        bounds = (float(lo) / 1e3, float(hi or lo) / 1e3)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LO-HI or one value in ms, got {text!r}"
+        ) from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LO <= HI, got {text!r}")
+    return bounds
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="fence_gfs2_recorder benchmarks")
     p.add_argument("--work", type=Path, required=True, help="scratch directory (emptied)")
@@ -53,12 +66,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hyperfine-runs", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
+        "--answer-after",
+        type=answer_after_arg,
+        default=(0.0, 0.05),
+        help="ms after the request appears that the latency section answers it: "
+        "LO-HI (uniformly random) or one value (default 0-50)",
+    )
+    p.add_argument(
         "--no-realtime",
         dest="realtime",
         action="store_false",
         help="do not run the harness's stamps at SCHED_FIFO",
     )
     p.add_argument("--agent", type=Path, default=DEFAULT_AGENT, help="agent executable to measure")
+    p.add_argument(
+        "--baseline-agent",
+        type=Path,
+        action="append",
+        default=[],
+        help="another agent executable (e.g. an older build) whose latency fences "
+        "run one by one beside the agent's (repeatable)",
+    )
     p.add_argument(
         "--only",
         type=sections_arg,
@@ -77,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with (work / "agent-stderr.log").open("wb") as errlog:
         ctx = Context(work, ns.runs, ns.poll_runs, ns.warmup, ns.seed, errlog, agent=str(ns.agent))
+        ctx.answer_after = ns.answer_after
+        ctx.baseline_agents = [str(a) for a in ns.baseline_agent]
         ctx.realtime = ns.realtime and set_realtime(True)
         ctx.results["harness_sched_fifo"] = ctx.realtime
         ctx.results["machine"] = machine()

@@ -144,20 +144,20 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
 class Inotify:
     """A minimal inotify watch on one directory (ctypes, Linux only)."""
 
+    IN_MODIFY = 0x00000002
     IN_CLOSE_WRITE = 0x00000008
+    IN_OPEN = 0x00000020
     IN_MOVED_TO = 0x00000080
     IN_Q_OVERFLOW = 0x00004000
     _HEADER = struct.Struct("iIII")
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, mask: int = IN_MOVED_TO | IN_CLOSE_WRITE) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         self.dir = directory
         self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1")
-        wd = libc.inotify_add_watch(
-            self.fd, os.fsencode(str(directory)), self.IN_MOVED_TO | self.IN_CLOSE_WRITE
-        )
+        wd = libc.inotify_add_watch(self.fd, os.fsencode(str(directory)), mask)
         if wd < 0:
             os.close(self.fd)
             raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
@@ -332,17 +332,96 @@ def spawn_agent(
     env: dict[str, str],
     stderr: IO[bytes],
     target: str = TARGET,
+    stdout: bool = False,
 ) -> subprocess.Popen[bytes]:
     argv = [agent, "-o", "reboot", "-n", target, *dirs.argv(), "--fence-timeout", "30", *extra]
     return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+        stderr=stderr,
+        env=env,
     )
+
+
+@dataclass
+class AnswerSplit:
+    """The answer -> exit time of one agent process, in its parts (seconds),
+    each stamped by the harness as it sees it happen."""
+
+    wake_s: float  # response renamed into place -> the agent opens it
+    record_s: float  # -> its final record is appended to the detailed log
+    report_s: float  # -> its result line reaches stdout (Python's part)
+    exit_s: float  # -> the process is reaped (exit, kernel teardown)
+
+    PARTS = ("wake", "record", "report", "exit")
+
+    def parts(self) -> dict[str, float]:
+        return {p: getattr(self, f"{p}_s") for p in self.PARTS}
 
 
 @dataclass
 class ProcessFence:
     latency_s: float  # response renamed into place -> agent reaped
     wall_s: float  # spawn -> agent reaped
+    split: AnswerSplit | None = None
+
+
+DETAILED_LOG = "fence-events-detailed.jsonl"
+
+
+class AnswerWatch:
+    """What the harness watches to split answer -> exit: opens in the response
+    directory and appends to the detailed log (one series' directories)."""
+
+    def __init__(self, dirs: Dirs) -> None:
+        self.opens = Inotify(dirs.resp, Inotify.IN_OPEN)
+        self.appends = Inotify(dirs.log, Inotify.IN_MODIFY)
+
+    def drain(self) -> None:
+        self.opens.drain()
+        self.appends.drain()
+
+    def close(self) -> None:
+        self.opens.close()
+        self.appends.close()
+
+
+def stamp_answer(
+    proc: subprocess.Popen[bytes], watch: AnswerWatch, name: str, t_answer: float
+) -> tuple[Exited, AnswerSplit | None]:
+    """Stamps, after the answer, the agent opening it, its final record and its
+    result line on stdout, then reaps it. None if a stamp is missing."""
+    assert proc.stdout is not None
+    out = proc.stdout.fileno()
+    poller = select.poll()
+    for fd in (watch.opens.fd, watch.appends.fd, out):
+        poller.register(fd, select.POLLIN)
+    stamps: dict[str, float] = {}
+    end = time.monotonic() + 60.0
+    while "report" not in stamps and time.monotonic() < end:
+        for fd, _ in poller.poll(1000):
+            now = time.monotonic()
+            if fd == watch.opens.fd:
+                if name in (watch.opens.events(0) or []):
+                    stamps.setdefault("wake", now)
+            elif fd == watch.appends.fd:
+                if DETAILED_LOG in (watch.appends.events(0) or []) and "wake" in stamps:
+                    stamps.setdefault("record", now)
+            elif os.read(out, 4096):
+                stamps.setdefault("report", now)
+            else:  # end of output: the agent is exiting
+                stamps.setdefault("report", now)
+                stamps.setdefault("eof", now)
+    ex = reap(proc)
+    if not {"wake", "record", "report"} <= stamps.keys() or "eof" in stamps:
+        return ex, None
+    return ex, AnswerSplit(
+        wake_s=stamps["wake"] - t_answer,
+        record_s=stamps["record"] - stamps["wake"],
+        report_s=stamps["report"] - stamps["record"],
+        exit_s=ex.t_exit - stamps["report"],
+    )
 
 
 # The harness answers this long after the request appears: the agent has then
@@ -359,11 +438,18 @@ def one_process_fence(
     extra: list[str],
     env: dict[str, str],
     delay: float = ANSWER_AFTER_S,
+    split: AnswerWatch | None = None,
+    agent: str | None = None,
 ) -> ProcessFence:
-    """One agent process; the harness answers its request after ``delay`` s."""
+    """One agent process (``agent``, else the run's); the harness answers its
+    request after ``delay`` s. With ``split``, the answer -> exit time is also
+    stamped in its parts."""
     watch.drain()
+    if split is not None:
+        split.drain()
     t_spawn = time.monotonic()
-    proc = spawn_agent(ctx.agent, dirs, extra, env, ctx.errlog)
+    proc = spawn_agent(agent or ctx.agent, dirs, extra, env, ctx.errlog, stdout=split is not None)
+    parts = None
     try:
         name = wait_for_request(watch, set(), 30.0)
         if name is None:
@@ -371,13 +457,20 @@ def one_process_fence(
         if delay > 0:
             time.sleep(delay)
         t_answer = answer(dirs, name)
-        ex = reap(proc)
+        # Then the request goes, as nnf-sos removes it after answering: a
+        # polling agent looks the answer up only once its request is gone.
+        remove_quietly(dirs.req / name)
+        if split is None:
+            ex = reap(proc)
+        else:
+            ex, parts = stamp_answer(proc, split, name, t_answer)
     finally:
         kill_quietly(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
     if ex.rc != 0:
         raise BenchError(f"agent exited {ex.rc} (see agent-stderr.log)")
-    remove_quietly(dirs.req / name)  # the responder's clean-up, off the clock
-    return ProcessFence(ex.t_exit - t_answer, ex.t_exit - t_spawn)
+    return ProcessFence(ex.t_exit - t_answer, ex.t_exit - t_spawn, parts)
 
 
 def floor_probe() -> float:
@@ -401,6 +494,54 @@ def floor_probe() -> float:
         proc.stdin.close()
         proc.stdout.close()
     return ex.t_exit - t
+
+
+@dataclass
+class FloorSplit:
+    wake_s: float  # file renamed into the watched directory -> the probe writes
+    exit_s: float  # -> the probe is reaped
+
+
+# A bare interpreter woken as the agent is: by inotify, on a file renamed
+# into a directory it watches; it removes its watch at once (the agent's
+# watcher does so as it wakes), says so on stdout and ends with os._exit.
+FLOOR_INOTIFY = (
+    "import ctypes, os, sys\n"
+    "libc = ctypes.CDLL(None)\n"
+    "fd = libc.inotify_init1(0o2000000)\n"
+    "wd = libc.inotify_add_watch(fd, os.fsencode(sys.argv[1]), 0x80)\n"
+    "os.write(1, b'r')\n"
+    "os.read(fd, 4096)\n"
+    "libc.inotify_rm_watch(fd, wd)\n"
+    "os.write(1, b'w')\n"
+    "os._exit(0)\n"
+)
+
+
+def floor_inotify_probe(directory: Path) -> FloorSplit:
+    """The floor of the agent's answer path: rename -> wake -> exit of a
+    minimal Python process (-S -I) waiting on inotify in ``directory``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-S", "-I", "-c", FLOOR_INOTIFY, str(directory)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        if proc.stdout.read(1) != b"r":
+            raise BenchError("the floor probe did not start")
+        tmp = directory / ".floor.tmp"
+        tmp.write_bytes(b"x")
+        os.rename(tmp, directory / "floor")
+        t = time.monotonic()
+        proc.stdout.read(1)
+        t_wake = time.monotonic()
+        ex = reap(proc)
+    finally:
+        kill_quietly(proc)
+        proc.stdout.close()
+    remove_quietly(directory / "floor")
+    return FloorSplit(t_wake - t, ex.t_exit - t_wake)
 
 
 # Linux counts the RSS a child had before exec (its copy of the parent) in its
@@ -455,6 +596,11 @@ class Context:
     agent: str = str(DEFAULT_AGENT)
     responder: str = str(DEFAULT_RESPONDER)
     realtime: bool = False
+    # Seconds after the request appears that the latency section answers it
+    # (uniformly random between the two).
+    answer_after: tuple[float, float] = (0.0, ANSWER_AFTER_S)
+    # Other builds of the agent, measured fence by fence beside this one.
+    baseline_agents: list[str] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
 

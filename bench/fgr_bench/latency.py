@@ -11,17 +11,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .common import (
-    ANSWER_AFTER_S,
     TARGET,
+    AnswerSplit,
+    AnswerWatch,
     BenchError,
     Context,
+    FloorSplit,
     Inotify,
     ProcessFence,
     answer,
     clean_env,
+    floor_inotify_probe,
     floor_probe,
     log,
     normal_priority,
@@ -33,30 +37,59 @@ from .common import (
 )
 
 
+@dataclass
+class Floors:
+    """The floor probes run beside a series, fence by fence."""
+
+    pipe: list[float] = field(default_factory=list)
+    inotify: list[FloorSplit] = field(default_factory=list)
+
+
 def process_series(
     ctx: Context,
     tag: str,
     extra: list[str],
     runs: int,
     delays: Callable[[], float],
-    floor: list[float] | None = None,
+    floor: Floors | None = None,
+    baseline: dict[str, list[ProcessFence]] | None = None,
 ) -> list[ProcessFence]:
-    """Agent processes one after another; with ``floor``, a floor probe
-    runs after each fence so both see the same load."""
+    """Agent processes one after another; with ``floor``, the floor probes
+    run after each fence so all see the same load, and each fence's answer ->
+    exit time is split into its parts; with ``baseline``, a fence of each
+    baseline agent follows each, answered after the same delay."""
     dirs = ctx.fresh(tag)
     watch = Inotify(dirs.req)
+    split = AnswerWatch(dirs) if floor is not None else None
+    probe_dir = dirs.root / "floor"
+    probe_dir.mkdir()
     env = clean_env()
     out: list[ProcessFence] = []
     try:
+        others = ctx.baseline_agents if baseline is not None else []
         for _ in range(ctx.warmup):
-            one_process_fence(ctx, dirs, watch, extra, env)
+            for agent in [ctx.agent, *others]:
+                one_process_fence(ctx, dirs, watch, extra, env, agent=agent)
         for _ in range(runs):
-            out.append(one_process_fence(ctx, dirs, watch, extra, env, delays()))
+            delay = delays()
+            out.append(one_process_fence(ctx, dirs, watch, extra, env, delay, split))
+            for agent in others:
+                assert baseline is not None
+                baseline.setdefault(agent, []).append(
+                    one_process_fence(ctx, dirs, watch, extra, env, delay, split, agent=agent)
+                )
             if floor is not None:
-                floor.append(floor_probe())
+                floor.pipe.append(floor_probe())
+                floor.inotify.append(floor_inotify_probe(probe_dir))
         return out
     finally:
         watch.close()
+        if split is not None:
+            split.close()
+
+
+def split_summary(splits: list[AnswerSplit]) -> dict[str, dict[str, float]]:
+    return {p: summary_ms([s.parts()[p] for s in splits]) for p in AnswerSplit.PARTS}
 
 
 def in_process_series(ctx: Context, runs: int) -> list[float]:
@@ -147,9 +180,17 @@ def run(ctx: Context) -> None:
     # The answer lands at a random point of the 0.5 s poll period, as it
     # would in real life; with inotify the delay makes no difference.
     poll_delay = lambda: rng.uniform(0.0, 0.5)  # noqa: E731
-    log(f"1. latency: agent process, inotify ({ctx.runs} fences)")
-    floor: list[float] = []
-    inotify = process_series(ctx, "lat-inotify", [], ctx.runs, lambda: ANSWER_AFTER_S, floor)
+    lo, hi = ctx.answer_after
+    log(
+        f"1. latency: agent process, inotify ({ctx.runs} fences, "
+        f"answered {lo * 1e3:g}-{hi * 1e3:g} ms after the request)"
+    )
+    floor = Floors()
+    other: dict[str, list[ProcessFence]] = {}
+    inotify = process_series(
+        ctx, "lat-inotify", [], ctx.runs, lambda: rng.uniform(lo, hi), floor, other
+    )
+    splits = [f.split for f in inotify if f.split is not None]
     log(f"1. latency: agent process, --force-poll ({ctx.poll_runs} fences)")
     polled = process_series(ctx, "lat-poll", ["--force-poll", "yes"], ctx.poll_runs, poll_delay)
     log(f"1. latency: in-process _native.fence ({ctx.runs} fences)")
@@ -161,13 +202,21 @@ def run(ctx: Context) -> None:
     stats = {
         "process_inotify": summary_ms([f.latency_s for f in inotify]),
         "process_inotify_wall": summary_ms([f.wall_s for f in inotify]),
-        "floor_minimal_process": summary_ms(floor),
+        "floor_minimal_process": summary_ms(floor.pipe),
+        "floor_inotify_process": summary_ms([f.wake_s + f.exit_s for f in floor.inotify]),
         "process_force_poll": summary_ms([f.latency_s for f in polled]),
         "in_process": summary_ms(inproc),
         "baseline_poll_loop": summary_ms(base),
     }
     ctx.results["latency"] = {
         **stats,
+        "answer_after_ms": [lo * 1e3, hi * 1e3],
+        "process_inotify_split": split_summary(splits),
+        "process_inotify_split_n": len(splits),
+        "floor_inotify_split": {
+            "wake": summary_ms([f.wake_s for f in floor.inotify]),
+            "exit": summary_ms([f.exit_s for f in floor.inotify]),
+        },
         "note": "latency = response renamed into place -> agent reaped (process) or "
         "_native.fence returned (in-process, stamped just before the rename call); "
         "poll variants answer after a random 0-0.5 s delay so the answer lands at a "
@@ -188,6 +237,47 @@ def run(ctx: Context) -> None:
         f"{s['p50']:.2f} / {s['p99']:.2f} / {s['max']:.2f} ms",
         "p99 <= 10 ms",
         s["p99"] <= 10.0,
+    )
+    sp = ctx.results["latency"]["process_inotify_split"]
+    fl = ctx.results["latency"]["floor_inotify_split"]
+    for q in ("p50", "p99"):
+        parts = " + ".join(f"{p} {sp[p][q]:.2f}" for p in AnswerSplit.PARTS)
+        ctx.row(
+            "1 latency",
+            f"agent rename->exit split, {q} of each part",
+            f"{parts} ms",
+            "(reference)",
+            None,
+            f"floor: wake {fl['wake'][q]:.2f} + exit {fl['exit'][q]:.2f} ms; n={len(splits)}",
+        )
+    ctx.results["latency"]["baseline_agents"] = []
+    for i, (agent, fences) in enumerate(other.items(), 1):
+        b = summary_ms([f.latency_s for f in fences])
+        bs = split_summary([f.split for f in fences if f.split is not None])
+        ctx.results["latency"]["baseline_agents"].append(
+            {"agent": agent, "process_inotify": b, "process_inotify_split": bs}
+        )
+        ctx.row(
+            "1 latency",
+            f"baseline agent {i} (inotify) rename->exit p50/p99/max",
+            f"{b['p50']:.2f} / {b['p99']:.2f} / {b['max']:.2f} ms",
+            "(reference)",
+            None,
+            f"{agent}, fence by fence beside the agent",
+        )
+        for q in ("p50", "p99"):
+            parts = " + ".join(f"{p} {bs[p][q]:.2f}" for p in AnswerSplit.PARTS)
+            ctx.row(
+                "1 latency", f"baseline agent {i} split, {q} of each part", f"{parts} ms", "", None
+            )
+    s = stats["floor_inotify_process"]
+    ctx.row(
+        "1 latency",
+        "floor: bare python -S woken by inotify, rename->exit p50/p99/max",
+        f"{s['p50']:.2f} / {s['p99']:.2f} / {s['max']:.2f} ms",
+        "(reference)",
+        None,
+        "interleaved with the inotify fences: the same event, no agent",
     )
     s = stats["floor_minimal_process"]
     ctx.row(
