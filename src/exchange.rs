@@ -31,6 +31,7 @@ use crate::journal::{lossless_text, EventStatus, FenceEvent, Journal};
 use crate::protocol::{self, Request};
 use crate::settings::Settings;
 use crate::spool::{self, Opened, Published};
+use crate::trust;
 use crate::wait::{self, DirWatch, WaitOutcome, INTERRUPT_CHECK_EVERY};
 
 /// File mode of request files: the responder (another user, maybe) reads them.
@@ -365,6 +366,10 @@ pub fn fence(
     };
 
     let mut gfs2 = Gfs2::start(settings, target);
+    let untrusted = trust::spool_problems(settings);
+    if !untrusted.is_empty() {
+        return base.close(journal, Ending::not_sent(&untrusted.join("; "), &mut gfs2));
+    }
     let request = Request::new(call.action, target, call.recorder_node);
     base.request_id = Some(request.request_id.clone());
     let (watch, mut sent) = match publish(settings, &request) {
@@ -857,6 +862,44 @@ mod tests {
             panic!()
         };
         assert!(detail.contains("gone"), "{detail}");
+    }
+
+    #[test]
+    fn a_response_directory_others_can_write_is_refused_before_anything_is_sent() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_d, s, j) = setup("2");
+        fs::set_permissions(&s.response_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let responder = ByHand::answering(|id| {
+            format!(r#"{{"request_id":"{id}","target_node":"compute-node-3","success":true}}"#)
+        });
+        let out = fence_with(&s, &j, responder, "off");
+        let FenceOutcome::Failed { detail } = &out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            detail.contains(&s.response_dir.display().to_string())
+                && detail.contains("writable by group or others"),
+            "{detail}"
+        );
+        assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn one_directory_under_two_spellings_is_refused() {
+        let (d, mut s, j) = setup("1");
+        // A symbolic link to the request directory, and a path through `..`.
+        let link = d.path().join("resp-link");
+        std::os::unix::fs::symlink(&s.request_dir, &link).unwrap();
+        let dotdot = d.path().join("resp").join("..").join("req");
+        for response_dir in [link, dotdot] {
+            s.response_dir = response_dir;
+            let out = fence_from_rabbit(&s, &j, "off", b"compute-node-3");
+            let FenceOutcome::Failed { detail } = &out else {
+                panic!("{out:?}")
+            };
+            assert!(detail.contains("same directory"), "{detail}");
+            assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
+        }
     }
 
     fn alloc(fs: &str, rabbit: &str) -> Gfs2Allocation {

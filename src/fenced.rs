@@ -32,6 +32,7 @@ use crate::protocol;
 use crate::recent;
 use crate::settings::Settings;
 use crate::spool;
+use crate::trust;
 
 /// Where copies of removed records are kept, under the log directory.
 pub const UNFENCED_DIR_NAME: &str = "unfenced";
@@ -168,6 +169,10 @@ pub fn unfence(
     };
     if let Err(why) = protocol::target_name(raw_target) {
         return fail(&notes, format!("refused target {target:?}: {why}"));
+    }
+    let untrusted = trust::spool_problems(settings);
+    if !untrusted.is_empty() {
+        return fail(&notes, untrusted.join("; "));
     }
     match withdraw_requests(&settings.request_dir, target) {
         Ok(Some(note)) => notes.push(note),
@@ -423,7 +428,7 @@ fn syslog_notice(message: &str) {
 mod tests {
     use super::*;
     use crate::test_support::{after, journal, mkfifo, put, records, Dirs};
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn statuses(j: &Journal) -> Vec<(String, String)> {
         records(j)
@@ -528,6 +533,34 @@ mod tests {
         let out = unfence(&s, &j, b"n3", "rabbit");
         assert!(matches!(out, UnfenceOutcome::Removed(_)), "{out:?}");
         assert!(!s.response_dir.join("a.json").exists());
+    }
+
+    #[test]
+    fn unfence_refuses_a_log_directory_others_can_write() {
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
+        put(
+            &s.response_dir,
+            "a.json",
+            r#"{"target_node":"n3","success":true}"#,
+        );
+        // Anyone may write the log directory: its unfenced/ could lead anywhere.
+        fs::create_dir_all(&s.log_dir).unwrap();
+        fs::set_permissions(&s.log_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        symlink(&elsewhere, s.log_dir.join(UNFENCED_DIR_NAME)).unwrap();
+        let UnfenceOutcome::Failed(why) = unfence(&s, &j, b"n3", "rabbit") else {
+            panic!()
+        };
+        assert!(
+            why.contains(&s.log_dir.display().to_string())
+                && why.contains("writable by group or others"),
+            "{why}"
+        );
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert!(s.response_dir.join("a.json").exists());
     }
 
     #[test]
