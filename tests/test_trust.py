@@ -119,3 +119,22 @@ def test_one_directory_under_two_names_fails_monitor_and_keeps_the_records(
     assert record.exists(), "monitor removed a fenced record as a stale request"
     f = run_agent(both.argv("-o", "off", "-n", TARGET), env=clean_env(FENCE_TIMEOUT="2"))
     assert f.returncode == 1 and "same directory" in f.stderr, f.stderr
+
+
+def test_big_junk_does_not_stall_status_or_on(dirs: Dirs) -> None:
+    """An 8 GiB file that is not JSON from its first byte (sparse here): the
+    verdict needs one byte, so status and on answer at once."""
+    junk = dirs.resp / "junk.json"
+    with open(junk, "wb") as f:
+        f.truncate(8 << 30)
+    (dirs.resp / "a.json").write_text(f'{{"target_node": "{TARGET}", "success": true}}')
+    argv = dirs.argv("-n", TARGET)
+    started = time.monotonic()
+    s = run_agent([*argv, "-o", "status"], timeout=120)
+    assert (s.returncode, s.stdout.strip()) == (2, "Status: OFF"), s.stdout + s.stderr
+    on = run_agent([*argv, "-o", "on"], timeout=120)
+    assert on.returncode == 0, on.stdout + on.stderr
+    took = time.monotonic() - started
+    # Reading the whole file took over 20 s; a generous window, not a timing.
+    assert took < 15, f"status and on took {took:.1f} s"
+    assert junk.exists() and not (dirs.resp / "a.json").exists()
