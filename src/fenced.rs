@@ -186,6 +186,7 @@ pub fn unfence(
     let named = recent::named_responses(&settings.log_dir, &settings.response_dir, target);
     let start = Instant::now();
     let mut removed: Vec<PathBuf> = Vec::new();
+    let mut taken: Vec<PathBuf> = Vec::new();
     let mut waited_for: BTreeSet<PathBuf> = BTreeSet::new();
     let leftovers = loop {
         let mut entries = match nnf_view::scan_responses(&settings.response_dir, HEAD_CAP) {
@@ -235,10 +236,19 @@ pub fn unfence(
         }
         for e in mine {
             match remove_record(e, &keep_dir) {
-                Ok(note) => {
+                Ok(Some(note)) => {
                     info!("Removed fenced record {}", e.path.display());
                     notes.push(note);
                     removed.push(e.path.clone());
+                }
+                // Gone since the listing: another unfence removed it, and
+                // its own record says so.
+                Ok(None) => {
+                    info!(
+                        "Fenced record {} was removed meanwhile by another process",
+                        e.path.display()
+                    );
+                    taken.push(e.path.clone());
                 }
                 Err(why) => return fail(&notes, why),
             }
@@ -260,6 +270,18 @@ pub fn unfence(
             &notes,
             format!("cannot make sure nnf-sos no longer counts {target} fenced: {s}; remove it"),
         );
+    }
+    if !taken.is_empty() {
+        notes.push(format!(
+            "{} fenced record(s) of {target} were removed meanwhile by another process \
+             (another unfence): {}",
+            taken.len(),
+            taken
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     if removed.is_empty() {
         notes.insert(
@@ -356,8 +378,9 @@ fn shown_content(e: &Entry) -> String {
 
 /// Keeps a copy of a record if it can, tells syslog (and stderr without a
 /// copy) what it held, then unlinks the name in the response directory (a
-/// symbolic link itself, never its target). Only the unlink can fail.
-fn remove_record(e: &Entry, keep_dir: &Path) -> Result<String, String> {
+/// symbolic link itself, never its target). Only the unlink can fail; None:
+/// the name was already gone (another process removed it).
+fn remove_record(e: &Entry, keep_dir: &Path) -> Result<Option<String>, String> {
     let content = shown_content(e);
     let link = if e.is_symlink {
         " (a symbolic link: the link is removed, not what it points to)"
@@ -376,7 +399,13 @@ fn remove_record(e: &Entry, keep_dir: &Path) -> Result<String, String> {
     };
     match fs::remove_file(&e.path) {
         Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            // The process that removed it kept its own copy.
+            if let Ok(p) = &kept {
+                let _ = fs::remove_file(p);
+            }
+            return Ok(None);
+        }
         Err(err) => {
             return Err(format!(
                 "cannot remove fenced record {}: {err}",
@@ -384,10 +413,10 @@ fn remove_record(e: &Entry, keep_dir: &Path) -> Result<String, String> {
             ))
         }
     }
-    Ok(format!(
+    Ok(Some(format!(
         "removed {}{link} = {content} ({copy_note})",
         e.path.display()
-    ))
+    )))
 }
 
 fn keep_copy(e: &Entry, keep_dir: &Path) -> Result<PathBuf, String> {
@@ -561,6 +590,53 @@ mod tests {
         );
         assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
         assert!(s.response_dir.join("a.json").exists());
+    }
+
+    #[test]
+    fn two_unfences_at_once_count_each_record_once() {
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
+        let n = 300;
+        for i in 0..n {
+            put(
+                &s.response_dir,
+                &format!("r{i:03}.json"),
+                r#"{"target_node":"n3","success":true}"#,
+            );
+        }
+        let both = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, j, both) = (s.clone(), journal(&s), std::sync::Arc::clone(&both));
+                std::thread::spawn(move || {
+                    both.wait();
+                    unfence(&s, &j, b"n3", "rabbit")
+                })
+            })
+            .collect();
+        let mut removed: Vec<PathBuf> = Vec::new();
+        for r in runs {
+            match r.join().unwrap() {
+                UnfenceOutcome::Removed(v) => removed.extend(v),
+                UnfenceOutcome::NothingToRemove => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(removed.len(), n, "each record is removed by one of the two");
+        assert_eq!(fs::read_dir(&s.response_dir).unwrap().count(), 0);
+        let said: usize = records(&j)
+            .iter()
+            .filter_map(|v| {
+                let d = v["details"].as_str()?;
+                d.strip_prefix("removed ")?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum();
+        assert_eq!(said, n, "the records say what each removed");
     }
 
     #[test]
