@@ -483,11 +483,14 @@ fn await_answer(
     interrupted: impl FnMut() -> Option<String>,
 ) -> WaitOutcome {
     let name = request.file_name();
+    let awaited = wait::Awaited {
+        request,
+        path: &sent.published.path,
+        opens: Some(&mut sent.published.opens),
+    };
     let outcome = wait::wait_for_response(
         &watch,
-        &name,
-        &request.request_id,
-        &sent.published.path,
+        awaited,
         started,
         deadline,
         settings.poll_interval,
@@ -501,7 +504,7 @@ fn await_answer(
         WaitOutcome::TimedOut { .. } => {
             sent.withdrawal = withdraw(&mut sent.published);
             let path = settings.response_dir.join(&name);
-            let last = wait::look_after_deadline(outcome, &path, &request.request_id, started);
+            let last = wait::look_after_deadline(outcome, &path, request, started);
             if matches!(last, WaitOutcome::Answered { .. }) {
                 info!("Fence response found at the deadline{}", sent.withdrawal);
             }
@@ -781,7 +784,7 @@ mod tests {
         let (_d, s, j) = setup("10");
         let responder = ByHand::answering(|id| {
             format!(
-                r#"{{"request_id":"{id}","success":true,"message":"done","action_performed":"off"}}"#
+                r#"{{"request_id":"{id}","target_node":"compute-node-3","success":true,"message":"done","action_performed":"off"}}"#
             )
         });
         let out = fence_with(&s, &j, responder, "reboot");
@@ -823,8 +826,9 @@ mod tests {
     fn an_answer_beside_a_request_never_deleted_is_found_at_the_deadline() {
         let (_d, mut s, j) = setup("1");
         s.force_poll = true;
-        let responder = ByHand::answering(|_| r#"{"success":true,"message":"done"}"#.into())
-            .taking(Take::Never);
+        let responder =
+            ByHand::answering(|_| r#"{"target_node":"compute-node-3","success":true}"#.into())
+                .taking(Take::Never);
         let out = fence_with(&s, &j, responder, "off");
         assert!(out.is_success(), "{out:?}");
         // The request was withdrawn before the last look.
@@ -862,6 +866,26 @@ mod tests {
             panic!()
         };
         assert!(detail.contains("gone"), "{detail}");
+    }
+
+    #[test]
+    fn a_success_for_another_node_or_none_is_not_our_fence() {
+        // nnf-sos counts a success for the node its target_node names: an
+        // answer naming another node, or none, leaves compute-node-3 attached.
+        for target in [r#","target_node":"compute-node-9""#, ""] {
+            let (_d, s, j) = setup("2");
+            let responder = ByHand::answering(move |id| {
+                format!(r#"{{"request_id":"{id}"{target},"success":true,"message":"done"}}"#)
+            });
+            let out = fence_with(&s, &j, responder, "off");
+            assert!(!out.is_success(), "{target}: {out:?}");
+            let last = records(&j).pop().unwrap();
+            assert_eq!(last["status"], "failed", "{last}");
+            assert!(
+                last["details"].as_str().unwrap().contains("compute-node-3"),
+                "{last}"
+            );
+        }
     }
 
     #[test]

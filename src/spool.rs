@@ -162,8 +162,33 @@ impl OpenWatch {
         w
     }
 
+    /// Runs `probe`, an open of the watched file by this process itself (a
+    /// presence probe on a network mount), so that it is not counted as
+    /// another process's: what came before is counted first, and what comes
+    /// while it runs is dropped. The kernel merges identical events that are
+    /// not read yet, so ours cannot be counted off afterwards; an open by
+    /// another process in that same instant is dropped with ours.
+    pub fn own_open<R>(&mut self, probe: impl FnOnce() -> R) -> R {
+        self.take_events();
+        let result = probe();
+        let before = self.opened;
+        self.take_events();
+        self.opened = before;
+        result
+    }
+
     /// What has been seen so far (never blocks).
     pub fn seen(&mut self) -> Opened {
+        self.take_events();
+        match (&self.blind, &self.remote) {
+            _ if self.opened > 0 => Opened::Yes(self.opened),
+            (Some(why), _) | (None, Some(why)) => Opened::Unknown(why.clone()),
+            (None, None) => Opened::No,
+        }
+    }
+
+    /// Counts the events queued so far (never blocks).
+    fn take_events(&mut self) {
         if let Some(fd) = &self.fd {
             let mut buf = [0u8; 4096];
             loop {
@@ -185,11 +210,6 @@ impl OpenWatch {
                     at += head + ev.len as usize;
                 }
             }
-        }
-        match (&self.blind, &self.remote) {
-            _ if self.opened > 0 => Opened::Yes(self.opened),
-            (Some(why), _) | (None, Some(why)) => Opened::Unknown(why.clone()),
-            (None, None) => Opened::No,
         }
     }
 }
@@ -527,6 +547,29 @@ mod tests {
         let done = clean_stale(d.path(), std::time::Duration::from_secs(3600));
         assert_eq!(done.removed, vec![path.clone()]);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_agents_own_opens_are_not_anothers() {
+        let d = TempDir::new("spool");
+        let mut p = publish(d.path(), "a.json", b"{}", 0o644).unwrap();
+        if matches!(p.opens.seen(), Opened::Unknown(_)) {
+            return; // inotify unavailable here: nothing to show
+        }
+        let path = p.path.clone();
+        for _ in 0..3 {
+            assert!(p.opens.own_open(|| File::open(&path).is_ok()));
+        }
+        assert_eq!(p.opens.seen(), Opened::No);
+        // Another open before ours is still seen.
+        let other = File::open(&path).unwrap();
+        assert!(p.opens.own_open(|| File::open(&path).is_ok()));
+        drop(other);
+        assert!(
+            matches!(p.opens.seen(), Opened::Yes(1)),
+            "{:?}",
+            p.opens.seen()
+        );
     }
 
     #[test]
