@@ -452,7 +452,7 @@ fn publish(settings: &Settings, request: &Request) -> Result<(DirWatch, Sent), S
     );
     // After the rename the request is out, durable or not: the storage side
     // may act on it, so the agent waits for its answer (or withdraws it).
-    let note = match &published.sync_error {
+    let mut note = match &published.sync_error {
         Some(e) => {
             let note = format!(
                 "the request is published but syncing {} failed ({e}): it is out all the same, \
@@ -464,6 +464,16 @@ fn publish(settings: &Settings, request: &Request) -> Result<(DirWatch, Sent), S
         }
         None => String::new(),
     };
+    if let Some(e) = &published.unmarked {
+        // The lock only marks the request as owned: the fence goes on.
+        let unmarked = format!(
+            "the request is not locked ({} refuses file locks: {e}), so monitor tells it from \
+             a leftover by its age alone (stale_age)",
+            settings.request_dir.display()
+        );
+        warn!("{unmarked}");
+        note.push_str(&format!("; {unmarked}"));
+    }
     let sent = Sent {
         published,
         note,
@@ -924,6 +934,29 @@ mod tests {
             assert!(detail.contains("same directory"), "{detail}");
             assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
         }
+    }
+
+    #[test]
+    fn a_request_directory_refusing_locks_still_fences() {
+        // As an NFS mount without its lock service (no file system here
+        // refuses flock, so the refusal is injected at the call).
+        let (_d, s, j) = setup("5");
+        crate::spool::refuse_locks(Some(libc::ENOLCK));
+        let responder = ByHand::answering(|id| {
+            format!(r#"{{"request_id":"{id}","target_node":"compute-node-3","success":true}}"#)
+        });
+        let out = fence_with(&s, &j, responder, "off");
+        crate::spool::refuse_locks(None);
+        assert!(out.is_success(), "{out:?}");
+        let last = records(&j).pop().unwrap();
+        assert_eq!(last["status"], "completed", "{last}");
+        assert!(
+            last["details"]
+                .as_str()
+                .unwrap()
+                .contains("refuses file locks"),
+            "{last}"
+        );
     }
 
     fn alloc(fs: &str, rabbit: &str) -> Gfs2Allocation {

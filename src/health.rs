@@ -25,6 +25,9 @@ pub fn problems(s: &Settings, create: bool) -> Vec<String> {
         .into_iter()
         .filter_map(|d| directory_problem(d, create).or_else(|| space_problem(d)))
         .collect();
+    if create && found.is_empty() {
+        found.extend(request_write_problem(&s.request_dir));
+    }
     let log = if create {
         directory_problem(&s.log_dir, true)
     } else {
@@ -85,6 +88,9 @@ pub fn remove_leftovers(s: &Settings) -> Vec<String> {
             "Left request file {}: older than stale_age by its time stamp, but a running agent owns it",
             p.display()
         );
+    }
+    if let Some(note) = &done.by_age_alone {
+        warn!("{note}");
     }
     for p in &done.problems {
         error!("{p}");
@@ -151,6 +157,39 @@ fn access_problem(dir: &Path) -> Option<String> {
             io::Error::last_os_error()
         ))
     }
+}
+
+/// Why a fence could not publish a request in `dir` (None: it could): a
+/// probe file goes through the steps of a request (created exclusively
+/// without following links, written, synced, renamed, the directory synced)
+/// under dot-names nnf-sos and the clean-up ignore, and is removed. Its lock
+/// is tried too, and a refusal only noted: the fence does not depend on it.
+pub fn request_write_problem(dir: &Path) -> Option<String> {
+    let name = format!(".monitor-probe-{}.tmp", uuid::Uuid::new_v4());
+    let probe = match spool::publish(dir, &name, b"{}\n", 0o600) {
+        Ok(p) => p,
+        Err(e) => {
+            return Some(format!(
+                "a fence could not write its request in {}: {e}",
+                dir.display()
+            ))
+        }
+    };
+    if let Some(e) = &probe.unmarked {
+        warn!(
+            "{} refuses file locks ({e}): fences work, and monitor tells a leftover request \
+             from one in flight by its age alone (stale_age)",
+            dir.display()
+        );
+    }
+    // A failed directory sync does not stop a fence either (the request is
+    // out): only what would is a problem.
+    fs::remove_file(&probe.path).err().map(|e| {
+        format!(
+            "cannot remove the probe {} after writing it: {e}",
+            probe.path.display()
+        )
+    })
 }
 
 /// Why nothing can be written in `dir` (None: there is room, or it cannot
