@@ -83,7 +83,8 @@ def test_an_answer_planted_by_another_user_never_fences(shared: Dirs) -> None:
     # A FIFO planted where on reads would block every unfence: on and monitor
     # name the directory anyone may write instead.
     fifo = as_nobody("mkfifo", str(shared.resp / "block.json"))
-    assert fifo.wait(timeout=30) == 0
+    out, _ = fifo.communicate(timeout=30)
+    assert fifo.returncode == 0, out
     for action in ("monitor", "validate-all", "on"):
         m = run_agent(shared.argv("-o", action, "-n", TARGET))
         assert m.returncode == 1, (action, m.stdout, m.stderr)
