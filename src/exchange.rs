@@ -1,7 +1,8 @@
 //! Exchange: one fence, start to finish.
 //!
-//! Validate the target, start GFS2 discovery beside everything else, arm the
-//! response watch, publish the request, record `initiated`, wait, withdraw an
+//! Validate the target, start GFS2 discovery beside everything else, refuse
+//! spool directories someone else could change or one directory named as
+//! both (`trust`), arm the response watch, publish the request, record `initiated`, wait, withdraw an
 //! unanswered request, and record exactly one final event. `fence` is those
 //! steps in order: `publish` (watch, then request), `await_answer` (wait,
 //! withdraw, last look), `Gfs2::judge` (discovery's word on a nothing-found
@@ -410,9 +411,9 @@ pub fn fence(
 }
 
 /// A published request and what the records say about its publication and
-/// its withdrawal. Its file is held (open and locked) until the fence is
-/// over: it marks the request as owned by a running agent, and watches for
-/// opens by the storage side.
+/// its withdrawal. Its file is held (open, and locked where the file system
+/// allows) until the fence is over: it marks the request as owned by a
+/// running agent, and watches for opens by the storage side.
 struct Sent {
     published: Published,
     /// Set when the request is out but its directory could not be synced.

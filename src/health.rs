@@ -1,8 +1,10 @@
 //! Health: whether the agent can do its job, as `monitor` and
 //! `validate-all` ask: the directories exist (or can be created), are
 //! directories, are readable and writable, and their file system has room;
-//! nobody else could change them and they are two (`trust`, which fences and
-//! unfences refuse too); and the clean-up of what killed agents left behind, which monitor runs.
+//! a request can be written (monitor writes a probe); nobody else could
+//! change them and they are two (`trust`, which fences and unfences refuse
+//! too); and the clean-up of what killed agents left behind, which monitor
+//! runs.
 
 use std::fs;
 use std::io;
