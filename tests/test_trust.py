@@ -5,7 +5,8 @@ agent's own user) must never decide a fence or an unfence; one directory
 named twice (a symbolic link, a path through `..`) must never be taken for
 two; and big junk in the response directory must not stall `status`.
 
-docs/RELIABILITY.md ("Field safety") lists each with its expected behaviour.
+docs/RELIABILITY.md ("Who may write the spool, and what it is") lists each
+with its expected behaviour.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ TARGET = "compute-node-3"
 
 
 @pytest.fixture
-def shared(tmp_path: Path) -> Iterator[Dirs]:
+def shared() -> Iterator[Dirs]:
     """Spool directories another user can reach (pytest's own are 0700)."""
     root = Path(tempfile.mkdtemp(prefix="fgr-trust-"))
     root.chmod(0o755)
