@@ -25,9 +25,9 @@ export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 mkdir -p corpus/read_response corpus/resolve_settings
 # Seeds: the two real response shapes and a few settings lines.
 id=12345678-1234-4234-8234-123456789abc
-printf '{"request_id": "%s", "success": true, "message": "ok", "action_performed": "off"}' "$id" \
+printf '{"request_id": "%s", "target_node": "compute-node-3", "success": true, "message": "ok", "action_performed": "off"}' "$id" \
   > corpus/read_response/seed-pretty
-printf '{"request_id":"%s","status":"success","success":true,"message":"none"}' "$id" > corpus/read_response/seed-compact
+printf '{"request_id":"%s","status":"success","target_node":"compute-node-3","success":true,"message":"none"}' "$id" > corpus/read_response/seed-compact
 printf '{"success": false, "success": true}' > corpus/read_response/seed-duplicate
 printf '/r\0/s\0/l\0005\0000.1\0yes\0\001\0003\0000640\00020' > corpus/resolve_settings/seed-options
 printf '\0\0\0\0\0\0\0\0\0\0abc\0\0003600\0rel/log\0777\0-1\0x' > corpus/resolve_settings/seed-env

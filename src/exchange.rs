@@ -1,7 +1,8 @@
 //! Exchange: one fence, start to finish.
 //!
-//! Validate the target, start GFS2 discovery beside everything else, arm the
-//! response watch, publish the request, record `initiated`, wait, withdraw an
+//! Validate the target, start GFS2 discovery beside everything else, refuse
+//! spool directories someone else could change or one directory named as
+//! both (`trust`), arm the response watch, publish the request, record `initiated`, wait, withdraw an
 //! unanswered request, and record exactly one final event. `fence` is those
 //! steps in order: `publish` (watch, then request), `await_answer` (wait,
 //! withdraw, last look), `Gfs2::judge` (discovery's word on a nothing-found
@@ -31,6 +32,7 @@ use crate::journal::{lossless_text, EventStatus, FenceEvent, Journal};
 use crate::protocol::{self, Request};
 use crate::settings::Settings;
 use crate::spool::{self, Opened, Published};
+use crate::trust;
 use crate::wait::{self, DirWatch, WaitOutcome, INTERRUPT_CHECK_EVERY};
 
 /// File mode of request files: the responder (another user, maybe) reads them.
@@ -365,6 +367,10 @@ pub fn fence(
     };
 
     let mut gfs2 = Gfs2::start(settings, target);
+    let untrusted = trust::spool_problems(settings);
+    if !untrusted.is_empty() {
+        return base.close(journal, Ending::not_sent(&untrusted.join("; "), &mut gfs2));
+    }
     let request = Request::new(call.action, target, call.recorder_node);
     base.request_id = Some(request.request_id.clone());
     let (watch, mut sent) = match publish(settings, &request) {
@@ -405,9 +411,9 @@ pub fn fence(
 }
 
 /// A published request and what the records say about its publication and
-/// its withdrawal. Its file is held (open and locked) until the fence is
-/// over: it marks the request as owned by a running agent, and watches for
-/// opens by the storage side.
+/// its withdrawal. Its file is held (open, and locked where the file system
+/// allows) until the fence is over: it marks the request as owned by a
+/// running agent, and watches for opens by the storage side.
 struct Sent {
     published: Published,
     /// Set when the request is out but its directory could not be synced.
@@ -447,7 +453,7 @@ fn publish(settings: &Settings, request: &Request) -> Result<(DirWatch, Sent), S
     );
     // After the rename the request is out, durable or not: the storage side
     // may act on it, so the agent waits for its answer (or withdraws it).
-    let note = match &published.sync_error {
+    let mut note = match &published.sync_error {
         Some(e) => {
             let note = format!(
                 "the request is published but syncing {} failed ({e}): it is out all the same, \
@@ -459,6 +465,16 @@ fn publish(settings: &Settings, request: &Request) -> Result<(DirWatch, Sent), S
         }
         None => String::new(),
     };
+    if let Some(e) = &published.unmarked {
+        // The lock only marks the request as owned: the fence goes on.
+        let unmarked = format!(
+            "the request is not locked ({} refuses file locks: {e}), so monitor tells it from \
+             a leftover by its age alone (stale_age)",
+            settings.request_dir.display()
+        );
+        warn!("{unmarked}");
+        note.push_str(&format!("; {unmarked}"));
+    }
     let sent = Sent {
         published,
         note,
@@ -478,11 +494,14 @@ fn await_answer(
     interrupted: impl FnMut() -> Option<String>,
 ) -> WaitOutcome {
     let name = request.file_name();
+    let awaited = wait::Awaited {
+        request,
+        path: &sent.published.path,
+        opens: Some(&mut sent.published.opens),
+    };
     let outcome = wait::wait_for_response(
         &watch,
-        &name,
-        &request.request_id,
-        &sent.published.path,
+        awaited,
         started,
         deadline,
         settings.poll_interval,
@@ -501,7 +520,7 @@ fn await_answer(
         WaitOutcome::TimedOut { .. } => {
             sent.withdrawal = withdraw(&mut sent.published);
             let path = settings.response_dir.join(&name);
-            let last = wait::look_after_deadline(outcome, &path, &request.request_id, started);
+            let last = wait::look_after_deadline(outcome, &path, request, started);
             if matches!(last, WaitOutcome::Answered { .. }) {
                 info!("Fence response found at the deadline{}", sent.withdrawal);
             }
@@ -781,7 +800,7 @@ mod tests {
         let (_d, s, j) = setup("10");
         let responder = ByHand::answering(|id| {
             format!(
-                r#"{{"request_id":"{id}","success":true,"message":"done","action_performed":"off"}}"#
+                r#"{{"request_id":"{id}","target_node":"compute-node-3","success":true,"message":"done","action_performed":"off"}}"#
             )
         });
         let out = fence_with(&s, &j, responder, "reboot");
@@ -823,8 +842,9 @@ mod tests {
     fn an_answer_beside_a_request_never_deleted_is_found_at_the_deadline() {
         let (_d, mut s, j) = setup("1");
         s.force_poll = true;
-        let responder = ByHand::answering(|_| r#"{"success":true,"message":"done"}"#.into())
-            .taking(Take::Never);
+        let responder =
+            ByHand::answering(|_| r#"{"target_node":"compute-node-3","success":true}"#.into())
+                .taking(Take::Never);
         let out = fence_with(&s, &j, responder, "off");
         assert!(out.is_success(), "{out:?}");
         // The request was withdrawn before the last look.
@@ -862,6 +882,87 @@ mod tests {
             panic!()
         };
         assert!(detail.contains("gone"), "{detail}");
+    }
+
+    #[test]
+    fn a_success_for_another_node_or_none_is_not_our_fence() {
+        // nnf-sos counts a success for the node its target_node names: an
+        // answer naming another node, or none, leaves compute-node-3 attached.
+        for target in [r#","target_node":"compute-node-9""#, ""] {
+            let (_d, s, j) = setup("2");
+            let responder = ByHand::answering(move |id| {
+                format!(r#"{{"request_id":"{id}"{target},"success":true,"message":"done"}}"#)
+            });
+            let out = fence_with(&s, &j, responder, "off");
+            assert!(!out.is_success(), "{target}: {out:?}");
+            let last = records(&j).pop().unwrap();
+            assert_eq!(last["status"], "failed", "{last}");
+            assert!(
+                last["details"].as_str().unwrap().contains("compute-node-3"),
+                "{last}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_response_directory_others_can_write_is_refused_before_anything_is_sent() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_d, s, j) = setup("2");
+        fs::set_permissions(&s.response_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let responder = ByHand::answering(|id| {
+            format!(r#"{{"request_id":"{id}","target_node":"compute-node-3","success":true}}"#)
+        });
+        let out = fence_with(&s, &j, responder, "off");
+        let FenceOutcome::Failed { detail } = &out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            detail.contains(&s.response_dir.display().to_string())
+                && detail.contains("writable by group or others"),
+            "{detail}"
+        );
+        assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn one_directory_under_two_spellings_is_refused() {
+        let (d, mut s, j) = setup("1");
+        // A symbolic link to the request directory, and a path through `..`.
+        let link = d.path().join("resp-link");
+        std::os::unix::fs::symlink(&s.request_dir, &link).unwrap();
+        let dotdot = d.path().join("resp").join("..").join("req");
+        for response_dir in [link, dotdot] {
+            s.response_dir = response_dir;
+            let out = fence_from_rabbit(&s, &j, "off", b"compute-node-3");
+            let FenceOutcome::Failed { detail } = &out else {
+                panic!("{out:?}")
+            };
+            assert!(detail.contains("same directory"), "{detail}");
+            assert_eq!(fs::read_dir(&s.request_dir).unwrap().count(), 0);
+        }
+    }
+
+    #[test]
+    fn a_request_directory_refusing_locks_still_fences() {
+        // As an NFS mount without its lock service (no file system here
+        // refuses flock, so the refusal is injected at the call).
+        let (_d, s, j) = setup("5");
+        crate::spool::refuse_locks(Some(libc::ENOLCK));
+        let responder = ByHand::answering(|id| {
+            format!(r#"{{"request_id":"{id}","target_node":"compute-node-3","success":true}}"#)
+        });
+        let out = fence_with(&s, &j, responder, "off");
+        crate::spool::refuse_locks(None);
+        assert!(out.is_success(), "{out:?}");
+        let last = records(&j).pop().unwrap();
+        assert_eq!(last["status"], "completed", "{last}");
+        assert!(
+            last["details"]
+                .as_str()
+                .unwrap()
+                .contains("refuses file locks"),
+            "{last}"
+        );
     }
 
     fn alloc(fs: &str, rabbit: &str) -> Gfs2Allocation {

@@ -32,6 +32,7 @@ use crate::protocol;
 use crate::recent;
 use crate::settings::Settings;
 use crate::spool;
+use crate::trust;
 
 /// Where copies of removed records are kept, under the log directory.
 pub const UNFENCED_DIR_NAME: &str = "unfenced";
@@ -169,6 +170,10 @@ pub fn unfence(
     if let Err(why) = protocol::target_name(raw_target) {
         return fail(&notes, format!("refused target {target:?}: {why}"));
     }
+    let untrusted = trust::spool_problems(settings);
+    if !untrusted.is_empty() {
+        return fail(&notes, untrusted.join("; "));
+    }
     match withdraw_requests(&settings.request_dir, target) {
         Ok(Some(note)) => notes.push(note),
         Ok(None) => {}
@@ -181,6 +186,7 @@ pub fn unfence(
     let named = recent::named_responses(&settings.log_dir, &settings.response_dir, target);
     let start = Instant::now();
     let mut removed: Vec<PathBuf> = Vec::new();
+    let mut taken: Vec<PathBuf> = Vec::new();
     let mut waited_for: BTreeSet<PathBuf> = BTreeSet::new();
     let leftovers = loop {
         let mut entries = match nnf_view::scan_responses(&settings.response_dir, HEAD_CAP) {
@@ -230,10 +236,19 @@ pub fn unfence(
         }
         for e in mine {
             match remove_record(e, &keep_dir) {
-                Ok(note) => {
+                Ok(Some(note)) => {
                     info!("Removed fenced record {}", e.path.display());
                     notes.push(note);
                     removed.push(e.path.clone());
+                }
+                // Gone since the listing: another unfence removed it, and
+                // its own record says so.
+                Ok(None) => {
+                    info!(
+                        "Fenced record {} was removed meanwhile by another process",
+                        e.path.display()
+                    );
+                    taken.push(e.path.clone());
                 }
                 Err(why) => return fail(&notes, why),
             }
@@ -255,6 +270,18 @@ pub fn unfence(
             &notes,
             format!("cannot make sure nnf-sos no longer counts {target} fenced: {s}; remove it"),
         );
+    }
+    if !taken.is_empty() {
+        notes.push(format!(
+            "{} fenced record(s) of {target} were removed meanwhile by another process \
+             (another unfence): {}",
+            taken.len(),
+            taken
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     if removed.is_empty() {
         notes.insert(
@@ -351,8 +378,9 @@ fn shown_content(e: &Entry) -> String {
 
 /// Keeps a copy of a record if it can, tells syslog (and stderr without a
 /// copy) what it held, then unlinks the name in the response directory (a
-/// symbolic link itself, never its target). Only the unlink can fail.
-fn remove_record(e: &Entry, keep_dir: &Path) -> Result<String, String> {
+/// symbolic link itself, never its target). Only the unlink can fail; None:
+/// the name was already gone (another process removed it).
+fn remove_record(e: &Entry, keep_dir: &Path) -> Result<Option<String>, String> {
     let content = shown_content(e);
     let link = if e.is_symlink {
         " (a symbolic link: the link is removed, not what it points to)"
@@ -371,7 +399,13 @@ fn remove_record(e: &Entry, keep_dir: &Path) -> Result<String, String> {
     };
     match fs::remove_file(&e.path) {
         Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            // The process that removed it kept its own copy.
+            if let Ok(p) = &kept {
+                let _ = fs::remove_file(p);
+            }
+            return Ok(None);
+        }
         Err(err) => {
             return Err(format!(
                 "cannot remove fenced record {}: {err}",
@@ -379,10 +413,10 @@ fn remove_record(e: &Entry, keep_dir: &Path) -> Result<String, String> {
             ))
         }
     }
-    Ok(format!(
+    Ok(Some(format!(
         "removed {}{link} = {content} ({copy_note})",
         e.path.display()
-    ))
+    )))
 }
 
 fn keep_copy(e: &Entry, keep_dir: &Path) -> Result<PathBuf, String> {
@@ -423,7 +457,7 @@ fn syslog_notice(message: &str) {
 mod tests {
     use super::*;
     use crate::test_support::{after, journal, mkfifo, put, records, Dirs};
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn statuses(j: &Journal) -> Vec<(String, String)> {
         records(j)
@@ -528,6 +562,81 @@ mod tests {
         let out = unfence(&s, &j, b"n3", "rabbit");
         assert!(matches!(out, UnfenceOutcome::Removed(_)), "{out:?}");
         assert!(!s.response_dir.join("a.json").exists());
+    }
+
+    #[test]
+    fn unfence_refuses_a_log_directory_others_can_write() {
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
+        put(
+            &s.response_dir,
+            "a.json",
+            r#"{"target_node":"n3","success":true}"#,
+        );
+        // Anyone may write the log directory: its unfenced/ could lead anywhere.
+        fs::create_dir_all(&s.log_dir).unwrap();
+        fs::set_permissions(&s.log_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        symlink(&elsewhere, s.log_dir.join(UNFENCED_DIR_NAME)).unwrap();
+        let UnfenceOutcome::Failed(why) = unfence(&s, &j, b"n3", "rabbit") else {
+            panic!()
+        };
+        assert!(
+            why.contains(&s.log_dir.display().to_string())
+                && why.contains("writable by group or others"),
+            "{why}"
+        );
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert!(s.response_dir.join("a.json").exists());
+    }
+
+    #[test]
+    fn two_unfences_at_once_count_each_record_once() {
+        let d = Dirs::named("fenced");
+        let s = d.settings();
+        let j = journal(&s);
+        let n = 300;
+        for i in 0..n {
+            put(
+                &s.response_dir,
+                &format!("r{i:03}.json"),
+                r#"{"target_node":"n3","success":true}"#,
+            );
+        }
+        let both = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, j, both) = (s.clone(), journal(&s), std::sync::Arc::clone(&both));
+                std::thread::spawn(move || {
+                    both.wait();
+                    unfence(&s, &j, b"n3", "rabbit")
+                })
+            })
+            .collect();
+        let mut removed: Vec<PathBuf> = Vec::new();
+        for r in runs {
+            match r.join().unwrap() {
+                UnfenceOutcome::Removed(v) => removed.extend(v),
+                UnfenceOutcome::NothingToRemove => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(removed.len(), n, "each record is removed by one of the two");
+        assert_eq!(fs::read_dir(&s.response_dir).unwrap().count(), 0);
+        let said: usize = records(&j)
+            .iter()
+            .filter_map(|v| {
+                let d = v["details"].as_str()?;
+                d.strip_prefix("removed ")?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum();
+        assert_eq!(said, n, "the records say what each removed");
     }
 
     #[test]

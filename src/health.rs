@@ -1,7 +1,10 @@
 //! Health: whether the agent can do its job, as `monitor` and
 //! `validate-all` ask: the directories exist (or can be created), are
 //! directories, are readable and writable, and their file system has room;
-//! and the clean-up of what killed agents left behind, which monitor runs.
+//! a request can be written (monitor writes a probe); nobody else could
+//! change them and they are two (`trust`, which fences and unfences refuse
+//! too); and the clean-up of what killed agents left behind, which monitor
+//! runs.
 
 use std::fs;
 use std::io;
@@ -13,6 +16,7 @@ use crate::journal::Journal;
 use crate::mounts::{self, DirMount};
 use crate::settings::Settings;
 use crate::spool;
+use crate::trust;
 
 /// Every problem that stops the agent from working (empty: none). With
 /// `create` (monitor), missing directories are created first; without it
@@ -23,6 +27,9 @@ pub fn problems(s: &Settings, create: bool) -> Vec<String> {
         .into_iter()
         .filter_map(|d| directory_problem(d, create).or_else(|| space_problem(d)))
         .collect();
+    if create && found.is_empty() {
+        found.extend(request_write_problem(&s.request_dir));
+    }
     let log = if create {
         directory_problem(&s.log_dir, true)
     } else {
@@ -30,6 +37,8 @@ pub fn problems(s: &Settings, create: bool) -> Vec<String> {
     };
     found.extend(log);
     found.extend(log_file_problems(s));
+    // What a fence or an unfence refuses: monitor fails on it too.
+    found.extend(trust::spool_problems(s));
     found
 }
 
@@ -81,6 +90,9 @@ pub fn remove_leftovers(s: &Settings) -> Vec<String> {
             "Left request file {}: older than stale_age by its time stamp, but a running agent owns it",
             p.display()
         );
+    }
+    if let Some(note) = &done.by_age_alone {
+        warn!("{note}");
     }
     for p in &done.problems {
         error!("{p}");
@@ -149,6 +161,39 @@ fn access_problem(dir: &Path) -> Option<String> {
     }
 }
 
+/// Why a fence could not publish a request in `dir` (None: it could): a
+/// probe file goes through the steps of a request (created exclusively
+/// without following links, written, synced, renamed, the directory synced)
+/// under dot-names nnf-sos and the clean-up ignore, and is removed. Its lock
+/// is tried too, and a refusal only noted: the fence does not depend on it.
+pub fn request_write_problem(dir: &Path) -> Option<String> {
+    let name = format!(".monitor-probe-{}.tmp", uuid::Uuid::new_v4());
+    let probe = match spool::publish(dir, &name, b"{}\n", 0o600) {
+        Ok(p) => p,
+        Err(e) => {
+            return Some(format!(
+                "a fence could not write its request in {}: {e}",
+                dir.display()
+            ))
+        }
+    };
+    if let Some(e) = &probe.unmarked {
+        warn!(
+            "{} refuses file locks ({e}): fences work, and monitor tells a leftover request \
+             from one in flight by its age alone (stale_age)",
+            dir.display()
+        );
+    }
+    // A failed directory sync does not stop a fence either (the request is
+    // out): only what would is a problem.
+    fs::remove_file(&probe.path).err().map(|e| {
+        format!(
+            "cannot remove the probe {} after writing it: {e}",
+            probe.path.display()
+        )
+    })
+}
+
 /// Why nothing can be written in `dir` (None: there is room, or it cannot
 /// be told): a file system without a free block or inode fails every request.
 pub fn space_problem(dir: &Path) -> Option<String> {
@@ -206,6 +251,59 @@ mod tests {
                 found[0].contains(&format!("{} is a FIFO", fifo.display())),
                 "{found:?}"
             );
+        }
+    }
+
+    #[test]
+    fn directories_others_could_change_fail_monitor_naming_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dirs();
+        let s = d.settings();
+        assert!(problems(&s, true).is_empty());
+        let parent = d.path().join("a");
+        for (dir, mode) in [
+            (&s.response_dir, 0o777),
+            (&s.request_dir, 0o775),
+            (&s.log_dir, 0o1777),
+            (&parent, 0o757),
+        ] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode)).unwrap();
+            for create in [true, false] {
+                let found = problems(&s, create);
+                assert!(!found.is_empty(), "{mode:o}");
+                for f in &found {
+                    assert!(
+                        f.contains(&dir.display().to_string())
+                            && f.contains("writable by group or others"),
+                        "{mode:o}: {found:?}"
+                    );
+                }
+            }
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::os::unix::fs::lchown(&s.response_dir, Some(65534), None).unwrap();
+        let found = problems(&s, true);
+        assert!(
+            found.len() == 1 && found[0].contains("owned by uid 65534"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn the_response_directory_as_the_request_directory_fails_monitor() {
+        let d = dirs();
+        let mut s = d.settings();
+        assert!(problems(&s, true).is_empty());
+        let link = d.path().join("a").join("resp-link");
+        std::os::unix::fs::symlink(&s.request_dir, &link).unwrap();
+        let dotdot = d.path().join("a").join("log").join("..").join("req");
+        for response_dir in [link, dotdot] {
+            s.response_dir = response_dir;
+            for create in [true, false] {
+                let found = problems(&s, create);
+                assert_eq!(found.len(), 1, "{found:?}");
+                assert!(found[0].contains("same directory"), "{found:?}");
+            }
         }
     }
 

@@ -20,6 +20,7 @@ pub mod recent;
 pub mod responder;
 pub mod settings;
 pub mod spool;
+pub mod trust;
 pub mod wait;
 
 #[cfg(test)]

@@ -14,19 +14,21 @@
 //! an import alias, a keyword or inside a string): then it might change
 //! them, and the whole file is refused with the line named.
 //!
-//! The file is refused, naming it, unless root alone can change it: the file
-//! and every directory above it (and every symbolic link on the way) must be
-//! owned by root and not writable by group or others; a sticky directory such
-//! as `/tmp` is accepted, since only root may rename or remove root's entries
-//! in it. It is read with a bound ([`MAX_BYTES`]) and never waited on.
+//! The file is refused, naming it, unless root alone can change it, by the
+//! rule of `trust`: the file and every directory above it (and every symbolic
+//! link on the way) must be owned by root and not writable by group or
+//! others; a sticky directory such as `/tmp` is accepted, since only root may
+//! rename or remove root's entries in it. It is read with a bound
+//! ([`MAX_BYTES`]) and never waited on.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::python_ast::{self, Field, Node};
+use crate::trust::{self, Owners};
 
 /// Where the shared config is looked for when nothing names it.
 pub const DEFAULT_PATH: &str = "/etc/nnf/fence/config.py";
@@ -337,49 +339,6 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed,
     Ok(reader.parsed)
 }
 
-/// Why `path` could be changed by someone other than root (None: it cannot).
-/// Checks every entry from `/` down, both as named and as resolved.
-pub fn unsafe_reason(path: &Path) -> Option<String> {
-    let canonical = match fs::canonicalize(path) {
-        Ok(c) => c,
-        Err(e) => return Some(format!("cannot resolve it: {e}")),
-    };
-    for p in [path, canonical.as_path()] {
-        let mut prefix = PathBuf::new();
-        for component in p.components() {
-            prefix.push(component);
-            let meta = match fs::symlink_metadata(&prefix) {
-                Ok(m) => m,
-                Err(e) => return Some(format!("cannot examine {}: {e}", prefix.display())),
-            };
-            if let Some(why) = entry_problem(&prefix, &meta) {
-                return Some(why);
-            }
-        }
-    }
-    None
-}
-
-fn entry_problem(p: &Path, meta: &fs::Metadata) -> Option<String> {
-    if meta.uid() != 0 {
-        return Some(format!(
-            "{} is owned by uid {}, not root",
-            p.display(),
-            meta.uid()
-        ));
-    }
-    let mode = meta.mode() & 0o7777;
-    let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
-    if !meta.file_type().is_symlink() && mode & 0o022 != 0 && !sticky_dir {
-        return Some(format!(
-            "{} is writable by group or others (mode {:04o})",
-            p.display(),
-            mode
-        ));
-    }
-    None
-}
-
 /// Reads and parses the file at `path`, refusing it unless root alone can
 /// change it. Errors name the file.
 pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, String> {
@@ -391,7 +350,7 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed,
             format!("cannot examine it: {e}")
         }));
     }
-    if let Some(why) = unsafe_reason(path) {
+    if let Some(why) = trust::file_problem(path, Owners::Root) {
         return Err(named(format!(
             "refused, since someone other than root could change it: {why}"
         )));
@@ -409,7 +368,7 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed,
     if !meta.is_file() {
         return Err(named("refused: not a regular file".into()));
     }
-    if let Some(why) = entry_problem(&canonical, &meta) {
+    if let Some(why) = trust::entry_problem(&canonical, &meta, Owners::Root, false) {
         return Err(named(format!(
             "refused, since someone other than root could change it: {why}"
         )));

@@ -26,7 +26,9 @@
 //! where the one without it does not).
 //!
 //! Reading never blocks: FIFOs and devices (on which nnf-sos itself would
-//! block or read without end) are reported as such and never read.
+//! block or read without end) are reported as such and never read. Nor does
+//! it read past its verdict: a file that is not JSON from its first bytes is
+//! judged on them, however large it is.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -135,7 +137,6 @@ struct Src<R> {
     len: usize,
     head: Vec<u8>,
     head_cap: usize,
-    total: u64,
 }
 
 impl<R: Read> Src<R> {
@@ -147,7 +148,6 @@ impl<R: Read> Src<R> {
             len: 0,
             head: Vec::new(),
             head_cap,
-            total: 0,
         }
     }
 
@@ -161,7 +161,6 @@ impl<R: Read> Src<R> {
                 Ok(n) => {
                     self.pos = 0;
                     self.len = n;
-                    self.total += n as u64;
                     let room = self.head_cap.saturating_sub(self.head.len());
                     self.head.extend_from_slice(&self.buf[..n.min(room)]);
                     return Ok(true);
@@ -188,15 +187,6 @@ impl<R: Read> Src<R> {
             }
             None => Err(Stop::End),
         }
-    }
-
-    /// Reads the rest of the input (so `total` is the file's size).
-    fn drain(&mut self) -> io::Result<()> {
-        self.pos = self.len;
-        while self.fill()? {
-            self.pos = self.len;
-        }
-        Ok(())
     }
 
     fn skip_ws(&mut self) -> Res<Option<u8>> {
@@ -586,6 +576,7 @@ fn decode_into<R: Read>(src: &mut Src<R>, names: &[(&str, Kind)], f: &mut Fields
 struct Decode {
     result: Result<Fields, SyntaxError>,
     head: Vec<u8>,
+    /// The file's size (0 for bytes in memory).
     total: u64,
 }
 
@@ -606,11 +597,12 @@ fn decode_reader<R: Read>(r: R, names: &[(&str, Kind)], head_cap: usize) -> io::
             partial: f,
         }),
     };
-    src.drain()?;
+    // Nothing after the verdict is read: the first byte that is not JSON
+    // decides, however large the file (its size comes from fstat).
     Ok(Decode {
         result,
         head: src.head,
-        total: src.total,
+        total: 0,
     })
 }
 
@@ -711,7 +703,7 @@ pub struct Entry {
     pub verdict: Verdict,
     /// Last modification (of what the name leads to).
     pub modified: Option<SystemTime>,
-    /// The first bytes read (when asked for), and the size read in all.
+    /// The first bytes read (when asked for), and the size of the file.
     pub head: Vec<u8>,
     pub size: u64,
     /// The name is a symbolic link (nnf-sos follows it).
@@ -761,16 +753,17 @@ fn read_like_go(path: &Path, head_cap: usize) -> (FileRead, Option<SystemTime>) 
         Err(e) => return (FileRead::Skipped(format!("cannot be read: {e}")), modified),
     };
     // The name may have changed between the two looks: judge what is open.
-    match file.metadata() {
+    let size = match file.metadata() {
         Ok(m) => {
             if let Some(v) = special(&m.file_type()) {
                 return (v, m.modified().ok());
             }
+            m.len()
         }
         Err(e) => return (FileRead::Skipped(format!("cannot be read: {e}")), modified),
-    }
+    };
     match decode_reader(file, &RESPONSE_OR_REQUEST, head_cap) {
-        Ok(d) => (FileRead::Decoded(d), modified),
+        Ok(d) => (FileRead::Decoded(Decode { total: size, ..d }), modified),
         Err(e) => (FileRead::Skipped(format!("cannot be read: {e}")), modified),
     }
 }
@@ -1066,6 +1059,34 @@ mod tests {
         let e = decode(br#"{"target_node":"n3","succ"#, &RESPONSE_FIELDS).unwrap_err();
         assert!(e.at_end);
         assert_eq!(e.partial.text(0).0, "n3");
+    }
+
+    /// Bytes this thread has read through read(2) so far.
+    fn read_by_this_thread() -> u64 {
+        let io = fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_verdict_reads_no_more_than_it_needs() {
+        let d = crate::test_support::TempDir::new("nnfview");
+        // 8 GiB, sparse: its first byte (NUL) already says it is not JSON.
+        let junk = d.path().join("junk.json");
+        File::create(&junk).unwrap().set_len(8 << 30).unwrap();
+        let before = read_by_this_thread();
+        let entries = scan_responses(d.path(), HEAD_CAP).unwrap();
+        let by_name = response_at(&junk, 0).unwrap();
+        let read = read_by_this_thread() - before;
+        assert!(read < 4 << 20, "{read} bytes read for two verdicts");
+        assert!(
+            matches!(&entries[0].verdict, Verdict::Skipped { why, .. } if why.contains("invalid character"))
+        );
+        assert!(matches!(by_name.verdict, Verdict::Skipped { .. }));
+        assert_eq!(entries[0].size, 8 << 30, "the size is still told");
     }
 
     #[test]

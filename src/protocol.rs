@@ -80,11 +80,12 @@ pub enum ResponseReading {
     NotOurs(String),
 }
 
-/// Interprets a response. `success` is true only for the JSON boolean `true`
-/// under the exact key `success` (a `status` of `"success"` alone is not
-/// enough), and only when nnf-sos reads the same file as a success too;
-/// anything else is a failure answer.
-pub fn read_response(bytes: &[u8], request_id: &str) -> ResponseReading {
+/// Interprets a response to the request `request_id` for `target`. `success`
+/// is true only for the JSON boolean `true` under the exact key `success` (a
+/// `status` of `"success"` alone is not enough), and only when nnf-sos reads
+/// the same file as a success for `target` too (`checkComputeFenced`: its
+/// `target_node` is `target`); anything else is a failure answer.
+pub fn read_response(bytes: &[u8], request_id: &str, target: &str) -> ResponseReading {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return ResponseReading::NotYet("response file is empty".into());
     }
@@ -118,16 +119,29 @@ pub fn read_response(bytes: &[u8], request_id: &str) -> ResponseReading {
     if answer.success {
         // nnf-sos matches keys case-insensitively and takes the last one: a
         // `"Success": false` after `"success": true` means not fenced to it.
-        let nnf_counts = crate::nnf_view::decode(bytes, &crate::nnf_view::RESPONSE_FIELDS)
-            .map(|f| crate::nnf_view::ResponseView::from_fields(&f).compute_check)
-            .unwrap_or(false);
-        if !nnf_counts {
-            answer.success = false;
-            answer.message = format!(
+        // And it counts a success for the node its target_node names only.
+        let view = crate::nnf_view::decode(bytes, &crate::nnf_view::RESPONSE_FIELDS)
+            .map(|f| crate::nnf_view::ResponseView::from_fields(&f));
+        let refusal = match &view {
+            Ok(v) if v.compute_check && !v.target_cut && v.target == target => None,
+            Ok(v) if v.compute_check => Some(format!(
+                "response refused: a success for {}, not for {target}: nnf-sos does not count \
+                 it as {target} fenced",
+                if v.target.is_empty() {
+                    "no target_node".to_string()
+                } else {
+                    format!("target_node {:?}", crate::journal::escape_line(&v.target))
+                }
+            )),
+            _ => Some(
                 "ambiguous response refused: nnf-sos does not read it as a success \
-                 (a key differing only in case?): {}",
-                answer.message
-            );
+                 (a key differing only in case?)"
+                    .into(),
+            ),
+        };
+        if let Some(why) = refusal {
+            answer.success = false;
+            answer.message = format!("{why}: {}", answer.message);
         }
     }
     ResponseReading::Answer(answer)
@@ -229,7 +243,7 @@ mod tests {
     const ID: &str = "12345678-1234-4234-8234-123456789abc";
 
     fn answer(s: &str) -> ResponseAnswer {
-        match read_response(s.as_bytes(), ID) {
+        match read_response(s.as_bytes(), ID, "n3") {
             ResponseReading::Answer(a) => a,
             other => panic!("expected an answer, got {other:?}"),
         }
@@ -258,13 +272,13 @@ mod tests {
     #[test]
     fn both_real_shapes_are_success() {
         let pretty = format!(
-            "{{\n  \"request_id\": \"{ID}\",\n  \"success\": true,\n  \"message\": \"Successfully fenced node by deleting 1 GFS2 storage groups\",\n  \"action_performed\": \"off\"\n}}"
+            "{{\n  \"request_id\": \"{ID}\",\n  \"target_node\": \"n3\",\n  \"success\": true,\n  \"message\": \"Successfully fenced node by deleting 1 GFS2 storage groups\",\n  \"action_performed\": \"off\"\n}}"
         );
         let a = answer(&pretty);
         assert!(a.success);
         assert_eq!(a.action_performed.as_deref(), Some("off"));
         let compact = format!(
-            r#"{{"request_id":"{ID}","status":"success","success":true,"message":"No block storage resources found to fence","action_performed":"off"}}"#
+            r#"{{"request_id":"{ID}","status":"success","target_node":"n3","success":true,"message":"No block storage resources found to fence","action_performed":"off"}}"#
         );
         assert!(answer(&compact).success);
     }
@@ -281,7 +295,7 @@ mod tests {
         assert!(!a.success);
         assert!(a.message.contains("nnf-sos"), "{}", a.message);
         assert!(!answer(r#"{"success": true, "Success": "yes"}"#).success);
-        assert!(answer(r#"{"success": true, "Success": true}"#).success);
+        assert!(answer(r#"{"target_node": "n3", "success": true, "Success": true}"#).success);
     }
 
     #[test]
@@ -295,7 +309,23 @@ mod tests {
             "Partially fenced node"
         );
         // No request_id: taken as ours (the file name ties it to the request).
-        assert!(answer(r#"{"success": true}"#).success);
+        assert!(answer(r#"{"target_node": "n3", "success": true}"#).success);
+    }
+
+    #[test]
+    fn a_success_for_another_node_or_none_is_refused() {
+        for other in [
+            r#"{"target_node": "n4", "success": true}"#,
+            r#"{"success": true}"#,
+            r#"{"target_node": "N3", "success": true}"#,
+            r#"{"target_node": "n3", "TARGET_NODE": "n4", "success": true}"#,
+        ] {
+            let a = answer(other);
+            assert!(!a.success, "{other}");
+            assert!(a.message.contains("not for n3"), "{}", a.message);
+        }
+        // Go's rule for the key: any case, the last one wins.
+        assert!(answer(r#"{"Target_Node": "n3", "success": true}"#).success);
     }
 
     #[test]
@@ -308,12 +338,15 @@ mod tests {
             "\u{0}",
         ] {
             assert!(
-                matches!(read_response(s.as_bytes(), ID), ResponseReading::NotYet(_)),
+                matches!(
+                    read_response(s.as_bytes(), ID, "n3"),
+                    ResponseReading::NotYet(_)
+                ),
                 "{s:?}"
             );
         }
         assert!(matches!(
-            read_response(&[0xff, 0xfe, b'{'], ID),
+            read_response(&[0xff, 0xfe, b'{'], ID, "n3"),
             ResponseReading::NotYet(_)
         ));
     }
@@ -322,19 +355,19 @@ mod tests {
     fn other_ids_and_non_objects_are_not_ours() {
         let other = r#"{"request_id": "00000000-0000-4000-8000-000000000000", "success": true}"#;
         assert!(matches!(
-            read_response(other.as_bytes(), ID),
+            read_response(other.as_bytes(), ID, "n3"),
             ResponseReading::NotOurs(_)
         ));
         assert!(matches!(
-            read_response(br#"{"request_id": 5, "success": true}"#, ID),
+            read_response(br#"{"request_id": 5, "success": true}"#, ID, "n3"),
             ResponseReading::NotOurs(_)
         ));
         assert!(matches!(
-            read_response(b"[true]", ID),
+            read_response(b"[true]", ID, "n3"),
             ResponseReading::NotOurs(_)
         ));
         assert!(matches!(
-            read_response(b"true", ID),
+            read_response(b"true", ID, "n3"),
             ResponseReading::NotOurs(_)
         ));
     }
@@ -345,14 +378,14 @@ mod tests {
         assert!(!a.success);
         assert!(a.message.contains("duplicate key"), "{}", a.message);
         // Nested duplicates do not matter to the decision.
-        assert!(answer(r#"{"success": true, "x": {"a": 1, "a": 2}}"#).success);
+        assert!(answer(r#"{"target_node": "n3", "success": true, "x": {"a": 1, "a": 2}}"#).success);
     }
 
     #[test]
     fn deep_nesting_does_not_crash() {
         let deep = "[".repeat(100_000);
         assert!(matches!(
-            read_response(deep.as_bytes(), ID),
+            read_response(deep.as_bytes(), ID, "n3"),
             ResponseReading::NotYet(_)
         ));
     }

@@ -310,7 +310,15 @@ fn refuse(
 #[pyo3(signature = (settings, create=false))]
 fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec<String> {
     let s = settings.inner.clone();
-    py.detach(move || health::problems(&s, create))
+    // monitor's probe of the request directory notes in the main log what
+    // it found short of a problem.
+    py.detach(move || {
+        if create {
+            journal::with_main_log(&journal_for(&s), || health::problems(&s, true))
+        } else {
+            health::problems(&s, false)
+        }
+    })
 }
 
 /// Signs that nnf-sos does not read or write the configured directories

@@ -9,8 +9,13 @@
 //! it until the agent is done, so [`clean_stale`] can tell a leftover of a
 //! killed agent (no lock) from a request in flight whatever the clocks say;
 //! and an inotify watch on the file tells the agent whether another process
-//! opened it (the storage side read it) before it was withdrawn.
+//! opened it (the storage side read it) before it was withdrawn. The lock is
+//! only a marker: where the file system refuses locks (an NFS mount without
+//! its lock service: ENOLCK), the request is published all the same, and the
+//! clean-up judges leftovers by their age alone.
 
+#[cfg(test)]
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -49,6 +54,42 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Resu
     Ok(dest)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// An error every `flock` of this thread fails with (unit tests: no file
+    /// system at hand refuses locks).
+    static REFUSED_LOCKS: Cell<Option<i32>> = const { Cell::new(None) };
+}
+
+/// Makes every `flock` of the calling thread fail with `errno` (None: as
+/// the file system says), as on a file system that refuses locks.
+#[cfg(test)]
+pub fn refuse_locks(errno: Option<i32>) {
+    REFUSED_LOCKS.with(|r| r.set(errno));
+}
+
+/// `flock(2)` on `f`.
+fn flock(f: &File, op: libc::c_int) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some(errno) = REFUSED_LOCKS.with(Cell::get) {
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    // SAFETY: plain system call on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The file system does not do `flock` (as opposed to: someone holds it).
+fn locks_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+    )
+}
+
 /// A request published by this process. While it lives, the file is held
 /// open with an exclusive `flock`: the mark that an agent still owns it.
 pub struct Published {
@@ -56,6 +97,9 @@ pub struct Published {
     /// Set when the rename happened (the request is out, the storage side may
     /// act on it) but making it durable (the directory's fsync) failed.
     pub sync_error: Option<io::Error>,
+    /// Set when the file system refused the lock: the request is out all the
+    /// same, unmarked, so monitor judges it by its age alone.
+    pub unmarked: Option<io::Error>,
     pub opens: OpenWatch,
     /// Taken only by `drop`.
     owner: Option<File>,
@@ -102,11 +146,10 @@ pub fn publish(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<Pu
         .open(&tmp)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", dest.display())))?;
     // Locked before anything else can see it: held by the descriptor, so it
-    // follows the file through the rename and ends with this process.
-    // SAFETY: plain system call on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(unpublished(io::Error::last_os_error()));
-    }
+    // follows the file through the rename and ends with this process. The
+    // file is new and ours alone, so a failure means the file system does
+    // not do locks: a marker, which the fence does not depend on.
+    let unmarked = flock(&f, libc::LOCK_EX | libc::LOCK_NB).err();
     // Armed before the rename: no other process can have opened it yet.
     let opens = OpenWatch::arm(&f, dir);
     f.write_all(bytes).map_err(unpublished)?;
@@ -115,6 +158,7 @@ pub fn publish(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<Pu
     Ok(Published {
         path: dest,
         sync_error: sync_dir(dir).err(),
+        unmarked,
         opens,
         owner: Some(f),
     })
@@ -201,16 +245,36 @@ impl OpenWatch {
     /// kernel retires it together with the response directory's watch,
     /// which goes at the same moment, not in a grace period of its own.
     pub fn stop(&mut self) {
-        self.read_events();
+        self.take_events();
         if let (Some(fd), Some(wd)) = (&self.fd, self.wd.take()) {
             // SAFETY: plain system call on a descriptor we own.
             unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) };
         }
     }
 
+    /// Runs `probe`, an open of the watched file by this process itself (a
+    /// presence probe on a network mount), so that it is not counted as
+    /// another process's: what came before is counted first, and what comes
+    /// while it runs is dropped. The kernel merges identical events that are
+    /// not read yet, so ours cannot be counted off afterwards; an open by
+    /// another process in that same instant is dropped with ours. The watch
+    /// is one-shot: an open of ours ends it, and from then on only what was
+    /// counted before is known.
+    pub fn own_open<R>(&mut self, probe: impl FnOnce() -> R) -> R {
+        self.take_events();
+        let result = probe();
+        let before = self.opened;
+        self.take_events();
+        if self.opened != before {
+            self.wd = None;
+        }
+        self.opened = before;
+        result
+    }
+
     /// What has been seen so far (never blocks).
     pub fn seen(&mut self) -> Opened {
-        self.read_events();
+        self.take_events();
         match (&self.blind, &self.remote) {
             _ if self.opened > 0 => Opened::Yes(self.opened),
             (Some(why), _) | (None, Some(why)) => Opened::Unknown(why.clone()),
@@ -221,7 +285,8 @@ impl OpenWatch {
         }
     }
 
-    fn read_events(&mut self) {
+    /// Counts the events queued so far (never blocks).
+    fn take_events(&mut self) {
         if let Some(fd) = &self.fd {
             let mut buf = [0u8; 4096];
             loop {
@@ -280,6 +345,9 @@ pub struct Cleaned {
     /// Old by their time stamp, but an agent still holds their lock: a
     /// fence in flight (the clock was stepped, or the agent is slow).
     pub owned: Vec<PathBuf>,
+    /// Set when the file system refused locks: leftovers were judged by
+    /// their age alone.
+    pub by_age_alone: Option<String>,
     pub problems: Vec<String>,
 }
 
@@ -329,6 +397,15 @@ pub fn clean_stale(dir: &Path, max_age: std::time::Duration) -> Cleaned {
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                // No agent can have marked it either: its age decides.
+                Err(e) if locks_refused(&e) => {
+                    done.by_age_alone = Some(format!(
+                        "file locks are refused in {} ({e}): requests there were judged by \
+                         their age alone",
+                        dir.display()
+                    ));
+                    None
+                }
                 Err(e) => {
                     done.problems
                         .push(format!("cannot examine {}: {e}", path.display()));
@@ -358,15 +435,10 @@ fn unowned(path: &Path) -> io::Result<Option<File>> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
         .open(path)?;
-    // SAFETY: plain system call on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(Some(f));
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(e)
+    match flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => Ok(Some(f)),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -580,6 +652,70 @@ mod tests {
         let done = clean_stale(d.path(), std::time::Duration::from_secs(3600));
         assert_eq!(done.removed, vec![path.clone()]);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn without_locks_a_request_is_published_and_leftovers_go_by_age() {
+        let d = TempDir::new("spool");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        refuse_locks(Some(libc::ENOLCK));
+        let published = publish(
+            d.path(),
+            &format!("{}.json", uuid::Uuid::new_v4()),
+            b"{}",
+            0o644,
+        );
+        let young = publish(
+            d.path(),
+            &format!("{}.json", uuid::Uuid::new_v4()),
+            b"{}",
+            0o644,
+        );
+        let leftover = d.path().join(format!("{}.json", uuid::Uuid::new_v4()));
+        fs::write(&leftover, b"{}").unwrap();
+        File::options()
+            .write(true)
+            .open(&leftover)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let done = clean_stale(d.path(), std::time::Duration::from_secs(3600));
+        refuse_locks(None);
+        let (published, young) = (published.unwrap(), young.unwrap());
+        assert_eq!(
+            published
+                .unmarked
+                .as_ref()
+                .and_then(io::Error::raw_os_error),
+            Some(libc::ENOLCK)
+        );
+        assert!(published.path.exists() && young.path.exists());
+        assert!(done.problems.is_empty(), "{:?}", done.problems);
+        assert_eq!(done.removed, vec![leftover]);
+        assert!(done.by_age_alone.unwrap().contains("age alone"));
+    }
+
+    #[test]
+    fn the_agents_own_opens_are_not_anothers() {
+        let d = TempDir::new("spool");
+        let mut p = publish(d.path(), "a.json", b"{}", 0o644).unwrap();
+        if matches!(p.opens.seen(), Opened::Unknown(_)) {
+            return; // inotify unavailable here: nothing to show
+        }
+        let path = p.path.clone();
+        for _ in 0..3 {
+            assert!(p.opens.own_open(|| File::open(&path).is_ok()));
+        }
+        assert_eq!(p.opens.seen(), Opened::No);
+        // Another open before ours is still seen.
+        let other = File::open(&path).unwrap();
+        assert!(p.opens.own_open(|| File::open(&path).is_ok()));
+        drop(other);
+        assert!(
+            matches!(p.opens.seen(), Opened::Yes(1)),
+            "{:?}",
+            p.opens.seen()
+        );
     }
 
     #[test]

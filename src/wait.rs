@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::protocol::{self, ResponseAnswer, ResponseReading};
-use crate::spool::{self, FileRead};
+use crate::protocol::{self, Request, ResponseAnswer, ResponseReading};
+use crate::spool::{self, FileRead, OpenWatch};
 
 /// How often the waiter comes up to ask whether it was interrupted.
 pub const INTERRUPT_CHECK_EVERY: Duration = Duration::from_millis(50);
@@ -175,23 +175,25 @@ pub fn request_present(path: &Path, by_open: bool) -> bool {
     }
 }
 
-/// One look at the response file.
-fn look(path: &Path, request_id: &str) -> Result<ResponseAnswer, Option<String>> {
+/// One look at the response file, for `request`.
+fn look(path: &Path, request: &Request) -> Result<ResponseAnswer, Option<String>> {
     match spool::read_regular(path, protocol::MAX_RESPONSE_BYTES) {
         Ok(FileRead::Missing) => Err(None),
         Ok(FileRead::Refused(why)) => {
             Err(Some(format!("response {} refused: {why}", path.display())))
         }
-        Ok(FileRead::Bytes(b)) => match protocol::read_response(&b, request_id) {
-            ResponseReading::Answer(a) => Ok(a),
-            ResponseReading::NotYet(why) => Err(Some(format!(
-                "response {} unreadable: {why}",
-                path.display()
-            ))),
-            ResponseReading::NotOurs(why) => {
-                Err(Some(format!("response {} ignored: {why}", path.display())))
+        Ok(FileRead::Bytes(b)) => {
+            match protocol::read_response(&b, &request.request_id, &request.target_node) {
+                ResponseReading::Answer(a) => Ok(a),
+                ResponseReading::NotYet(why) => Err(Some(format!(
+                    "response {} unreadable: {why}",
+                    path.display()
+                ))),
+                ResponseReading::NotOurs(why) => {
+                    Err(Some(format!("response {} ignored: {why}", path.display())))
+                }
             }
-        },
+        }
         Err(e) => Err(Some(format!(
             "cannot read response {}: {e}",
             path.display()
@@ -199,23 +201,33 @@ fn look(path: &Path, request_id: &str) -> Result<ResponseAnswer, Option<String>>
     }
 }
 
-/// Waits until `dir/<file_name>` holds our answer, the deadline passes, or
-/// `interrupted` (asked at least every [`INTERRUPT_CHECK_EVERY`]) says stop.
-/// The response is looked up only once `request_path` is gone or the watcher
-/// names the response (see the module documentation); both are checked at
-/// once and then at every poll, so an answer already there is found at once.
-#[allow(clippy::too_many_arguments)]
+/// The request a wait is for, and its published file.
+pub struct Awaited<'a> {
+    pub request: &'a Request,
+    /// Where the request was published (polled: gone means taken).
+    pub path: &'a Path,
+    /// The watch for opens of the request by others, if any: the wait's own
+    /// opens of it (its presence probes) are kept out of what it sees.
+    pub opens: Option<&'a mut OpenWatch>,
+}
+
+/// Waits until the watched directory holds the answer to `awaited`, the
+/// deadline passes, or `interrupted` (asked at least every
+/// [`INTERRUPT_CHECK_EVERY`]) says stop. The response is looked up only once
+/// the request is gone or the watcher names the response (see the module
+/// documentation); both are checked at once and then at every poll, so an
+/// answer already there is found at once.
 pub fn wait_for_response(
     watch: &DirWatch,
-    file_name: &str,
-    request_id: &str,
-    request_path: &Path,
+    mut awaited: Awaited<'_>,
     started: Instant,
     deadline: Instant,
     poll_interval: Duration,
     mut interrupted: impl FnMut() -> Option<String>,
 ) -> WaitOutcome {
-    let path = watch.dir().join(file_name);
+    let request = awaited.request;
+    let request_path = awaited.path;
+    let path = watch.dir().join(request.file_name());
     let mut last_problem: Option<String> = None;
     let mut request_gone = false;
     // True once looking the response's name up cannot cache "missing" for it.
@@ -227,12 +239,19 @@ pub fn wait_for_response(
         .is_some_and(|dir| spool::remote_file_system(dir).is_some());
     loop {
         if check_now {
-            if !request_gone && !request_present(request_path, probe_by_open) {
-                request_gone = true;
-                may_look = true;
+            if !request_gone {
+                let probe = || request_present(request_path, probe_by_open);
+                let present = match awaited.opens.as_deref_mut() {
+                    Some(opens) if probe_by_open => opens.own_open(probe),
+                    _ => probe(),
+                };
+                if !present {
+                    request_gone = true;
+                    may_look = true;
+                }
             }
             if may_look {
-                match look(&path, request_id) {
+                match look(&path, request) {
                     Ok(answer) => {
                         return WaitOutcome::Answered {
                             answer,
@@ -288,7 +307,7 @@ pub fn wait_for_response(
 pub fn look_after_deadline(
     outcome: WaitOutcome,
     path: &Path,
-    request_id: &str,
+    request: &Request,
     started: Instant,
 ) -> WaitOutcome {
     let WaitOutcome::TimedOut {
@@ -299,7 +318,7 @@ pub fn look_after_deadline(
     else {
         return outcome;
     };
-    match look(path, request_id) {
+    match look(path, request) {
         Ok(answer) => WaitOutcome::Answered {
             answer,
             path: path.to_path_buf(),
@@ -334,8 +353,27 @@ mod tests {
 
     fn ok_body() -> String {
         format!(
-            r#"{{"request_id": "{ID}", "success": true, "message": "ok", "action_performed": "off"}}"#
+            r#"{{"request_id": "{ID}", "target_node": "n3", "success": true, "message": "ok", "action_performed": "off"}}"#
         )
+    }
+
+    /// The request the tests wait for: ID, for n3.
+    fn req() -> Request {
+        Request {
+            request_id: ID.into(),
+            timestamp: String::new(),
+            action: "off".into(),
+            target_node: "n3".into(),
+            recorder_node: "rabbit".into(),
+        }
+    }
+
+    fn awaited<'a>(request: &'a Request, path: &'a Path) -> Awaited<'a> {
+        Awaited {
+            request,
+            path,
+            opens: None,
+        }
     }
 
     /// Our request's path; not written, it stands for a request the
@@ -352,7 +390,7 @@ mod tests {
         within: Duration,
         poll: Duration,
     ) -> WaitOutcome {
-        wait_for_response(w, &name(), ID, request, t, t + within, poll, never)
+        wait_for_response(w, awaited(&req(), request), t, t + within, poll, never)
     }
 
     #[test]
@@ -438,7 +476,7 @@ mod tests {
             "{out:?}"
         );
         // After the deadline (the caller withdrew the request) it is found.
-        let out = look_after_deadline(out, &response, ID, t);
+        let out = look_after_deadline(out, &response, &req(), t);
         assert!(
             matches!(out, WaitOutcome::Answered { ref answer, .. } if answer.success),
             "{out:?}"
@@ -490,7 +528,7 @@ mod tests {
             ),
             "{out:?}"
         );
-        let out = look_after_deadline(out, &d.response_dir.join(name()), ID, t);
+        let out = look_after_deadline(out, &d.response_dir.join(name()), &req(), t);
         assert!(matches!(out, WaitOutcome::TimedOut { .. }), "{out:?}");
     }
 
@@ -563,11 +601,10 @@ mod tests {
         let w = DirWatch::arm(&d.response_dir, false, ours);
         let t = Instant::now();
         let mut calls = 0;
+        let (r, path) = (req(), request(&d));
         let out = wait_for_response(
             &w,
-            &name(),
-            ID,
-            &request(&d),
+            awaited(&r, &path),
             t,
             t + Duration::from_secs(30),
             Duration::from_secs(10),

@@ -188,9 +188,14 @@ HOSTILE_MESSAGE = (
 
 
 def answer_with(message: str) -> Callable[[dict[str, Any]], str]:
-    """The body of a reconciler's answer: the request_id, success and `message`."""
+    """The body of a reconciler's answer: the request_id, target, success and `message`."""
     return lambda request: json.dumps(
-        {"request_id": request["request_id"], "success": True, "message": message}
+        {
+            "request_id": request["request_id"],
+            "target_node": request["target_node"],
+            "success": True,
+            "message": message,
+        }
     )
 
 

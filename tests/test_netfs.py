@@ -172,6 +172,18 @@ def test_a_silent_responder_still_times_out_and_the_request_is_withdrawn(
     assert os.listdir(net.store / "requests") == []
 
 
+def test_the_agents_own_probes_are_not_taken_for_the_storage_side(net: NetMount) -> None:
+    """Nobody reads the request: the agent opens it at every poll (to
+    revalidate its name on a network mount), and those opens are its own. Opens
+    made on other hosts cannot be seen here, so the record says it is unknown."""
+    r = fence(net, "0.05", timeout="2")
+    assert r.returncode == 1
+    final = net.dirs.jsonl()[-1]
+    assert final["status"] == "timeout", final
+    assert "had already opened" not in final["details"], final
+    assert "whether the storage side had already read it is unknown" in final["details"], final
+
+
 @pytest.mark.parametrize("action", ["monitor", "validate-all"])
 def test_monitor_and_validate_name_the_file_system(net: NetMount, action: str) -> None:
     r = run_agent(net.dirs.argv("-o", action), env=clean_env())

@@ -2,7 +2,7 @@
 //! `read_response` must never panic, and a success must mean the JSON
 //! boolean `true` under the key `success` in an object whose request id,
 //! if any, is ours, with no repeated top-level key, which nnf-sos's own
-//! decoding also reads as a success.
+//! decoding also reads as a success for our target.
 #![no_main]
 
 use fence_gfs2_recorder::nnf_view;
@@ -11,9 +11,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 const ID: &str = "12345678-1234-4234-8234-123456789abc";
+const TARGET: &str = "compute-node-3";
 
 fuzz_target!(|data: &[u8]| {
-    let reading = read_response(data, ID);
+    let reading = read_response(data, ID, TARGET);
     if let ResponseReading::Answer(a) = &reading {
         if a.success {
             let v: Value = serde_json::from_slice(data).expect("a success is valid JSON");
@@ -24,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
             );
             let nnf = nnf_view::decode(data, &nnf_view::RESPONSE_FIELDS)
                 .expect("nnf-sos decodes a success");
-            assert!(nnf_view::ResponseView::from_fields(&nnf).compute_check);
+            let view = nnf_view::ResponseView::from_fields(&nnf);
+            assert!(view.compute_check && view.target == TARGET);
             match obj.get("request_id") {
                 None => {}
                 Some(Value::String(id)) => assert_eq!(id, ID),
@@ -35,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     // The id is part of the input too: the first line, if it is text.
     if let Some(pos) = data.iter().position(|&b| b == b'\n') {
         if let Ok(id) = std::str::from_utf8(&data[..pos]) {
-            let _ = read_response(&data[pos + 1..], id);
+            let _ = read_response(&data[pos + 1..], id, TARGET);
         }
     }
 });
