@@ -147,6 +147,7 @@ impl Gfs2 {
         Gfs2 {
             discovery: Discovery::start(
                 settings.kubectl_path.as_deref(),
+                settings.kubeconfig.as_deref(),
                 settings.discovery_timeout,
                 target,
             ),

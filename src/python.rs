@@ -313,6 +313,19 @@ fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec
     py.detach(move || health::problems(&s, create))
 }
 
+/// Whether GFS2 discovery can list the NnfNodeBlockStorages, as a fence
+/// would run it: ("lists", what it used), ("off", warning) when switched off
+/// on purpose, or ("fails", why not).
+#[pyfunction]
+fn discovery_check(py: Python<'_>, settings: &PySettings) -> (&'static str, String) {
+    let s = settings.inner.clone();
+    py.detach(move || match health::discovery_check(&s) {
+        health::DiscoveryCheck::Lists(m) => ("lists", m),
+        health::DiscoveryCheck::Off(m) => ("off", m),
+        health::DiscoveryCheck::Fails(m) => ("fails", m),
+    })
+}
+
 /// Signs that nnf-sos does not read or write the configured directories
 /// (warnings for monitor and validate-all).
 #[pyfunction]
@@ -500,5 +513,6 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clean_stale, m)?)?;
     m.add_function(wrap_pyfunction!(nnf_warnings, m)?)?;
     m.add_function(wrap_pyfunction!(mount_report, m)?)?;
+    m.add_function(wrap_pyfunction!(discovery_check, m)?)?;
     Ok(())
 }

@@ -39,6 +39,13 @@ pub const ENV_FENCE_TIMEOUT: &str = "FENCE_TIMEOUT";
 pub const ENV_POLL_INTERVAL: &str = "FENCE_POLL_INTERVAL";
 pub const ENV_FORCE_POLL: &str = "FENCE_FORCE_POLL";
 pub const ENV_KUBECTL: &str = "FENCE_KUBECTL";
+/// kubectl's own variable: a shell that runs kubectl with it gets the same
+/// cluster from the agent.
+pub const ENV_KUBECONFIG: &str = "KUBECONFIG";
+/// The default kubeconfig, relative to the home directory of the user the
+/// agent runs as, taken from the password database: Pacemaker's fencer
+/// gives its agents no `HOME`.
+pub const DEFAULT_KUBECONFIG_IN_HOME: &str = ".kube/config";
 pub const ENV_DISCOVERY_TIMEOUT: &str = "FENCE_DISCOVERY_TIMEOUT";
 pub const ENV_LOG_MODE: &str = "FENCE_LOG_MODE";
 pub const ENV_STALE_AGE: &str = "FENCE_STALE_AGE";
@@ -139,6 +146,10 @@ settings_items! {
         /// None: GFS2 discovery is switched off (`kubectl_path` set to
         /// empty). A bare name is looked up in PATH when it runs.
         kubectl_path: Option<PathBuf>, ENV_KUBECTL, command("kubectl");
+        /// The kubeconfig discovery gives kubectl (`--kubeconfig`); the
+        /// default is `~/.kube/config` of the agent's user, its home read
+        /// from the password database (None: that user has no home there).
+        kubeconfig: Option<PathBuf>, ENV_KUBECONFIG, kubeconfig();
         discovery_timeout: Duration, ENV_DISCOVERY_TIMEOUT,
             seconds(DISCOVERY_TIMEOUT);
         log_mode: u32, ENV_LOG_MODE, mode(DEFAULT_LOG_MODE);
@@ -275,6 +286,52 @@ fn command(v: &str) -> Result<Option<PathBuf>, String> {
     }
 }
 
+fn effective_uid() -> libc::uid_t {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The home directory of the user the agent runs as, from the password
+/// database (None: no entry, or an empty one). `HOME` is not read: the
+/// fencer does not set it.
+pub fn home_dir() -> Option<PathBuf> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let uid = effective_uid();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: all-zero is a valid passwd value; getpwuid_r fills it in.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; buf outlives pwd's use.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || found.is_null() || pwd.pw_dir.is_null() {
+            return None;
+        }
+        // SAFETY: pw_dir points into buf, NUL-terminated by getpwuid_r.
+        let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
+        let dir = std::ffi::OsStr::from_bytes(dir.to_bytes());
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+}
+
+/// `~/.kube/config` of the agent's user, its home from the password database.
+pub fn default_kubeconfig() -> Option<PathBuf> {
+    home_dir().map(|home| home.join(DEFAULT_KUBECONFIG_IN_HOME))
+}
+
 /// Every problem found in one resolution (at least one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsErrors(pub Vec<SettingsError>);
@@ -371,6 +428,24 @@ impl Resolver<'_> {
     fn command(&mut self, setting: &'static str, default: &str) -> Option<PathBuf> {
         let raw = self.raw(setting);
         self.parsed(raw, Some(PathBuf::from(default)), None, command)
+    }
+
+    /// An absolute path given, else `~/.kube/config` of the agent's user
+    /// (its home from the password database, never from `HOME`).
+    fn kubeconfig(&mut self, setting: &'static str) -> Option<PathBuf> {
+        let raw = self.raw(setting);
+        let origin = match &raw {
+            Some(r) if r.source == "option" => format!("option {setting}"),
+            Some(r) => r.source.clone(),
+            None => format!(
+                "default: ~/{DEFAULT_KUBECONFIG_IN_HOME} of uid {}, its home from the \
+                 password database",
+                effective_uid()
+            ),
+        };
+        self.origins.push((setting.to_string(), origin));
+        let default = default_kubeconfig();
+        self.parsed(raw, default, None, |v| absolute_path(v).map(Some))
     }
 
     /// An absolute path: option, environment, then `from_file` (value,
@@ -719,5 +794,40 @@ mod tests {
             resolve(&input, env_of(&[])).unwrap_err().0[0].setting,
             "kubectl_path"
         );
+    }
+
+    #[test]
+    fn kubeconfig_defaults_to_the_users_own_from_the_password_database() {
+        // HOME is not read: the fencer does not set it.
+        let env = env_of(&[("HOME", "/somewhere/else")]);
+        let s = resolve(&SettingsInput::default(), env).unwrap();
+        let home = home_dir().expect("the test user has a home directory");
+        assert_eq!(s.kubeconfig, Some(home.join(".kube/config")));
+        let origin = s.origins.iter().find(|(n, _)| n == "kubeconfig").unwrap();
+        assert!(
+            origin.1.starts_with("default: ~/.kube/config of uid "),
+            "{origin:?}"
+        );
+
+        let s = resolve(
+            &SettingsInput::default(),
+            env_of(&[("KUBECONFIG", "/etc/k/admin.conf")]),
+        )
+        .unwrap();
+        assert_eq!(s.kubeconfig, Some(PathBuf::from("/etc/k/admin.conf")));
+        let input = SettingsInput {
+            kubeconfig: Some("/opt/k".into()),
+            ..Default::default()
+        };
+        let s = resolve(&input, env_of(&[("KUBECONFIG", "/etc/k/admin.conf")])).unwrap();
+        assert_eq!(s.kubeconfig, Some(PathBuf::from("/opt/k")));
+        for bad in ["", "relative/config"] {
+            let err = resolve(&SettingsInput::default(), env_of(&[("KUBECONFIG", bad)]))
+                .unwrap_err()
+                .0
+                .remove(0);
+            assert_eq!(err.setting, "kubeconfig");
+            assert_eq!(err.source, "environment variable KUBECONFIG");
+        }
     }
 }

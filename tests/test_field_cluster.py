@@ -23,8 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_env import cluster_marks, poll, serve
+from cluster_env import (
+    LOGIN_VARIABLES,
+    SERVICE_PATH,
+    cluster_marks,
+    poll,
+    read_environ,
+    serve,
+)
 from field_cluster import (
+    AGENT_ENVIRON,
     FieldCluster,
     Node,
     commands_of,
@@ -98,6 +106,22 @@ def _deploy(c: FieldCluster) -> None:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def test_the_rabbits_agent_runs_without_home_and_discovery_lists(field: FieldCluster) -> None:
+    """The README's device, as the rabbit's fencer runs it: no HOME, the
+    service PATH, and discovery's defaults (kubectl from PATH, root's
+    ~/.kube/config found without HOME) list the NnfNodeBlockStorages, or its
+    monitor would have failed and the device would not run."""
+    dump = rabbit(field).host_path(AGENT_ENVIRON)
+    poll("an agent on the rabbit to run discovery", dump.exists, timeout=90)
+    env = read_environ(dump)
+    assert not set(LOGIN_VARIABLES) & set(env), env
+    assert env["PATH"] == SERVICE_PATH, env
+    assert rabbit(field).resource_nodes(DEVICE) == [RABBIT]
+    r = field.run_in(RABBIT, "env", f"PATH={SERVICE_PATH}", "fence_gfs2_recorder", "-o", "monitor")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "lists NnfNodeBlockStorages with kubeconfig /root/.kube/config" in r.stdout, r.stdout
 
 
 def rabbit(c: FieldCluster) -> Node:

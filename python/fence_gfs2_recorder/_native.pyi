@@ -67,6 +67,9 @@ class Settings:
     def kubectl_path(self) -> str | None:
         """kubectl for GFS2 discovery; None: discovery is off."""
     @property
+    def kubeconfig(self) -> str | None:
+        """The kubeconfig kubectl is given; None: no home directory for the default."""
+    @property
     def discovery_timeout(self) -> float:
         """The longest discovery may run; the fence never waits for it."""
     @property
@@ -190,3 +193,6 @@ def nnf_warnings(settings: Settings) -> list[str]:
 
 def mount_report(settings: Settings) -> list[tuple[str, str | None]]:
     """(description, warning or None) of each directory's file system."""
+
+def discovery_check(settings: Settings) -> tuple[str, str]:
+    """("lists" | "off" | "fails", message): can discovery list NnfNodeBlockStorages?"""

@@ -103,10 +103,21 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "getopt": ":",
         "longopt": "kubectl-path",
         "help": "--kubectl-path=[path]          kubectl used to find the GFS2 file systems",
-        "shortdesc": "kubectl used to find the target GFS2 file systems for the records "
-        "(default kubectl from PATH, or env FENCE_KUBECTL; empty turns discovery off)",
+        "shortdesc": "kubectl used to find the target GFS2 file systems, which checks a "
+        "nothing-found answer and names them in the records (default kubectl from PATH, or env "
+        "FENCE_KUBECTL; empty turns discovery off, and monitor warns)",
         "required": "0",
         "order": 16,
+    },
+    "kubeconfig": {
+        "getopt": ":",
+        "longopt": "kubeconfig",
+        "help": "--kubeconfig=[path]            kubeconfig kubectl uses for GFS2 discovery",
+        "shortdesc": "kubeconfig given to kubectl for GFS2 discovery, which checks a nothing-found "
+        "answer (default ~/.kube/config of the agent's user, its home read from the password "
+        "database since Pacemaker sets no HOME: /root/.kube/config for root; or env KUBECONFIG)",
+        "required": "0",
+        "order": 17,
     },
     "discovery_timeout": {
         "getopt": ":",
@@ -115,7 +126,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "shortdesc": "Time limit of the GFS2 discovery; it never delays the fence "
         "(default 5, or env FENCE_DISCOVERY_TIMEOUT)",
         "required": "0",
-        "order": 17,
+        "order": 18,
     },
     "log_mode": {
         "getopt": ":",
@@ -124,7 +135,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "shortdesc": "Octal file mode of newly created log files "
         "(default 0600, or env FENCE_LOG_MODE)",
         "required": "0",
-        "order": 18,
+        "order": 19,
     },
     "stale_age": {
         "getopt": ":",
@@ -134,7 +145,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "removed by monitor; must exceed fence_timeout "
         "(default 3600 or twice fence_timeout, or env FENCE_STALE_AGE)",
         "required": "0",
-        "order": 19,
+        "order": 20,
     },
     "nnf_config": {
         "getopt": ":",
@@ -144,7 +155,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "read, never run, and refused unless only root can change it "
         "(default /etc/nnf/fence/config.py if present, or env NNF_FENCE_CONFIG; empty: none)",
         "required": "0",
-        "order": 20,
+        "order": 21,
     },
     # The original agent's name for the node; the same as -n/--plug.
     "hostname": {
@@ -353,6 +364,7 @@ def show_origins(settings: _native.Settings) -> None:
         "request_dir": settings.request_dir,
         "response_dir": settings.response_dir,
         "log_dir": settings.log_dir,
+        "kubeconfig": settings.kubeconfig or "",
     }
     for name, origin in settings.origins:
         print(f"{name}={one_line(values.get(name, ''))} (from {one_line(origin)})")
@@ -387,6 +399,19 @@ def report_mounts(settings: _native.Settings) -> None:
             logging.warning("Warning: %s", warning)
 
 
+def check_discovery(settings: _native.Settings, problems: list[str]) -> None:
+    """GFS2 discovery must list NnfNodeBlockStorages, or be switched off on purpose."""
+    from . import _native
+
+    kind, message = _native.discovery_check(settings)
+    if kind == "fails":
+        problems.append(message)
+    elif kind == "off":
+        logging.warning("Warning: %s", one_line(message))
+    else:
+        print(one_line(message))
+
+
 def do_monitor(settings: _native.Settings) -> int:
     from . import _native
 
@@ -397,6 +422,7 @@ def do_monitor(settings: _native.Settings) -> int:
         # Off the fence path: monitor runs periodically, so leftovers of
         # agents killed by Pacemaker are removed here.
         problems = _native.clean_stale(settings)
+    check_discovery(settings, problems)
     for p in problems:
         logging.error("Failed: %s", p)
     return EXIT_FAILED if problems else EXIT_OK
@@ -410,6 +436,7 @@ def do_validate(settings: _native.Settings, target: str | None) -> int:
     problems = _native.check_directories(settings, create=False)
     warn_nnf(settings)
     report_mounts(settings)
+    check_discovery(settings, problems)
     if target is not None:
         try:
             _native.is_fenced(settings, os.fsencode(target))
