@@ -13,6 +13,7 @@ __all__ = [
     "__version__",
     "check_directories",
     "clean_stale",
+    "discovery_check",
     "fence",
     "fenced_targets",
     "is_fenced",
