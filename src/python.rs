@@ -127,6 +127,24 @@ macro_rules! settings_getters {
 
 engine_settings::settings_fields!(settings_getters);
 
+/// An option's value: Ok(text), or Err(bytes) for a str holding bytes that
+/// are not UTF-8 (argv and stdin carry them as surrogate escapes); None when
+/// it is neither str nor None.
+fn option_text(value: &Bound<'_, PyAny>) -> Option<Result<Option<String>, Vec<u8>>> {
+    if value.is_none() {
+        return Some(Ok(None));
+    }
+    value.cast::<pyo3::types::PyString>().ok()?;
+    if let Ok(s) = value.extract::<String>() {
+        return Some(Ok(Some(s)));
+    }
+    let bytes = value
+        .call_method1("encode", ("utf-8", "surrogateescape"))
+        .and_then(|b| b.extract::<Vec<u8>>())
+        .ok()?;
+    Some(Err(bytes))
+}
+
 /// Resolves settings: explicit values, then environment, then defaults.
 /// The keywords are the names in `SETTINGS`; None means not given.
 #[pyfunction]
@@ -135,9 +153,15 @@ fn resolve_settings(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyRe
     let mut input = SettingsInput::default();
     for (name, value) in options.into_iter().flatten() {
         let name: String = name.extract()?;
-        let value: Option<String> = value
-            .extract()
-            .map_err(|_| PyTypeError::new_err(format!("setting {name} must be a str or None")))?;
+        let text = option_text(&value)
+            .ok_or_else(|| PyTypeError::new_err(format!("setting {name} must be a str or None")))?;
+        let value = match text {
+            Ok(v) => v,
+            Err(bytes) => {
+                input.not_utf8.push((name.clone(), bytes));
+                None
+            }
+        };
         if !input.set(&name, value) {
             return Err(PyTypeError::new_err(format!("no setting named {name:?}")));
         }

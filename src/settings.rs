@@ -73,6 +73,9 @@ macro_rules! settings_items {
         #[derive(Debug, Clone, Default)]
         pub struct SettingsInput {
             $(pub $name: Option<String>,)*
+            /// Options given as bytes that are not UTF-8: (setting, bytes).
+            /// Each is an error naming it; none is ever taken as absent.
+            pub not_utf8: Vec<(String, Vec<u8>)>,
         }
 
         /// (option name, environment variable) of every setting.
@@ -561,6 +564,9 @@ pub fn resolve(
         errors: Vec::new(),
         origins: Vec::new(),
     };
+    for (setting, bytes) in &input.not_utf8 {
+        r.errors.push(not_utf8(setting, "option".into(), bytes));
+    }
     // Option, then environment, then NNF's shared config, then the default.
     let needed = r.raw("request_dir").is_none() || r.raw("response_dir").is_none();
     let shared = nnf_config::shared(&input.nnf_config, &env, needed);
@@ -573,9 +579,45 @@ pub fn resolve(
     Ok(settings)
 }
 
-/// Resolves against the process environment.
+/// Why a value in bytes is refused.
+pub const NOT_UTF8: &str = "not valid UTF-8 (bytes shown as \\xNN)";
+
+/// The error for a value that is not UTF-8, shown escaped (`\xNN`).
+fn not_utf8(setting: &str, source: String, bytes: &[u8]) -> SettingsError {
+    SettingsError {
+        setting: setting.to_string(),
+        source,
+        value: crate::journal::lossless_text(bytes),
+        reason: NOT_UTF8.into(),
+    }
+}
+
+/// Resolves against the process environment. A variable of ours whose value
+/// is not UTF-8 is an error naming it, never taken as unset.
 pub fn resolve_from_process(input: &SettingsInput) -> Result<Settings, SettingsErrors> {
-    resolve(input, |name| std::env::var(name).ok())
+    use std::os::unix::ffi::OsStrExt;
+    let mut errors: Vec<SettingsError> = Vec::new();
+    for (setting, name) in SETTINGS.iter().chain([&("main_log", ENV_FENCE_LOG)]) {
+        let given =
+            input.raw_value(setting).is_some() || input.not_utf8.iter().any(|(n, _)| n == setting);
+        match std::env::var_os(name) {
+            Some(v) if v.to_str().is_none() && !given => errors.push(not_utf8(
+                setting,
+                format!("environment variable {name}"),
+                v.as_bytes(),
+            )),
+            _ => {}
+        }
+    }
+    let resolved = resolve(input, |name| std::env::var(name).ok());
+    match resolved {
+        Ok(s) if errors.is_empty() => Ok(s),
+        Ok(_) => Err(SettingsErrors(errors)),
+        Err(SettingsErrors(more)) => {
+            errors.extend(more);
+            Err(SettingsErrors(errors))
+        }
+    }
 }
 
 #[cfg(test)]
