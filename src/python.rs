@@ -273,30 +273,49 @@ fn journal_for(s: &engine_settings::Settings) -> Arc<Journal> {
 
 /// Runs `run` for one fence call with the GIL released, its journal
 /// receiving the main log's lines.
+/// One fence call as Python gives it: action, target, recorder node, the
+/// seconds already spent on it, and `delay` in seconds.
+type CallArgs = (String, Vec<u8>, Option<String>, f64, f64);
+
+fn seconds(name: &str, v: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| PyValueError::new_err(format!("invalid {name} {v}: expected seconds >= 0")))
+}
+
 fn with_fence_call(
     py: Python<'_>,
     settings: &PySettings,
-    (action, target, recorder_node): (String, Vec<u8>, Option<String>),
+    (action, target, recorder_node, spent, delay): CallArgs,
     run: impl FnOnce(&engine_settings::Settings, &Journal, &FenceCall<'_>) -> FenceOutcome + Send,
-) -> FenceResult {
+) -> PyResult<FenceResult> {
     let s = settings.inner.clone();
-    py.detach(move || {
+    let spent = seconds("spent", spent)?;
+    let delay = seconds("delay", delay)?;
+    let now = std::time::Instant::now();
+    let started = now.checked_sub(spent).unwrap_or(now);
+    Ok(py.detach(move || {
         let journal = journal_for(&s);
         let recorder = recorder_node.unwrap_or_else(exchange::host_name);
         let call = FenceCall {
             action: &action,
             target: &target,
             recorder_node: &recorder,
+            started,
+            delay,
         };
         journal::with_main_log(&journal, || run(&s, &journal, &call)).into()
-    })
+    }))
 }
 
 /// Runs one fence exchange (`off` or `reboot`) with the GIL released.
-/// `interrupted`, asked at least every 50 ms during the wait, ends it by
-/// returning a reason (e.g. the name of a signal its handler noted).
+/// `interrupted`, asked at least every 50 ms during the delay and the wait,
+/// ends it by returning a reason (e.g. the name of a signal its handler
+/// noted). `spent`: seconds the agent has already spent on this fence,
+/// counted within `fence_timeout`; `delay`: seconds to wait before sending.
 #[pyfunction]
-#[pyo3(signature = (settings, action, target, recorder_node=None, interrupted=None))]
+#[pyo3(signature = (settings, action, target, recorder_node=None, interrupted=None,
+                    spent=0.0, delay=0.0))]
+#[allow(clippy::too_many_arguments)]
 fn fence(
     py: Python<'_>,
     settings: &PySettings,
@@ -304,8 +323,10 @@ fn fence(
     target: Vec<u8>,
     recorder_node: Option<String>,
     interrupted: Option<Py<PyAny>>,
-) -> FenceResult {
-    let call = (action, target, recorder_node);
+    spent: f64,
+    delay: f64,
+) -> PyResult<FenceResult> {
+    let call = (action, target, recorder_node, spent, delay);
     with_fence_call(py, settings, call, |s, journal, call| {
         exchange::fence(s, journal, call, || python_interrupt(&interrupted))
     })
@@ -321,8 +342,8 @@ fn refuse(
     target: Vec<u8>,
     why: String,
     recorder_node: Option<String>,
-) -> FenceResult {
-    let call = (action, target, recorder_node);
+) -> PyResult<FenceResult> {
+    let call = (action, target, recorder_node, 0.0, 0.0);
     with_fence_call(py, settings, call, |_, journal, call| {
         exchange::refuse(journal, call, &why)
     })

@@ -138,9 +138,12 @@ def fence(
     target: bytes,
     recorder_node: str | None = None,
     interrupted: Callable[[], str | None] | None = None,
+    spent: float = 0.0,
+    delay: float = 0.0,
 ) -> FenceResult:
-    """Writes a fence request for ``target`` and waits for the answer, its
-    timeout, or ``interrupted`` returning a signal name; never raises for an
+    """Waits ``delay``, writes a fence request for ``target`` and waits for the
+    answer, its timeout (``fence_timeout`` less the ``spent`` seconds already
+    used), or ``interrupted`` returning a signal name; never raises for an
     expected outcome, and records every attempt in the logs."""
 
 def refuse(

@@ -187,6 +187,19 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
 
 DEVICE_OPT = ["no_login", "no_password", "port", *OWN_OPTIONS]
 
+# fencing.py gives every agent these; they time or retry its power loop, which
+# this agent does not use. Kept out of the metadata; a value given is ignored
+# with a warning naming it.
+UNUSED_STANDARD_OPTIONS = (
+    "power_timeout",
+    "power_wait",
+    "retry_on",
+    "login_timeout",
+    "shell_timeout",
+    "stonith_status_sleep",
+    "disable_timeout",
+)
+
 DOCS = {
     "shortdesc": "Fence agent for GFS2 on NearNodeFlash (NNF) storage",
     "longdesc": AGENT_NAME + " fences a compute node from its GFS2 file systems on "
@@ -277,14 +290,23 @@ def resolve_settings(options: dict[str, Any]) -> _native.Settings:
         sys.exit(EXIT_FAILED)
 
 
-def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
+def do_fence(
+    options: dict[str, Any], settings: _native.Settings, started: float, delay: float
+) -> int:
+    """The exchange, its deadline counted from `started` (the agent's start):
+    everything done for this fence counts within fence_timeout."""
     from . import _native
 
     target = str(options.get("--plug", ""))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     result = _native.fence(
-        settings, options["--action"], os.fsencode(target), interrupted=_interrupted
+        settings,
+        options["--action"],
+        os.fsencode(target),
+        interrupted=_interrupted,
+        spent=time.monotonic() - started,
+        delay=delay,
     )
     # From here on the outcome is decided and recorded: a signal arriving now
     # is only noted, and the exit code follows the record.
@@ -479,14 +501,9 @@ def show_docs(fencing: ModuleType, options: dict[str, Any]) -> NoReturn:
     sys.exit(EXIT_OK)
 
 
-def run_delay(
-    options: dict[str, Any], settings: _native.Settings, started: float
-) -> _native.Settings:
-    """Sleeps `delay`, then returns the settings with what is left of fence_timeout.
-
-    The delay is part of fence_timeout, so the agent's whole run stays below
-    Pacemaker's deadline however long the delay is.
-    """
+def delay_of(options: dict[str, Any], settings: _native.Settings) -> float:
+    """`delay` in seconds, checked: the engine waits it within fence_timeout,
+    after saying so in the main log."""
     raw = str(options.get("--delay", "0") or "0")
     try:
         delay = float(raw)
@@ -494,18 +511,26 @@ def run_delay(
         _fail(f"delay: expected a number of seconds, got {one_line(raw)!r}")
     if not delay > 0:
         if delay == 0:
-            return settings
+            return 0.0
         _fail(f"delay: expected a number of seconds >= 0, got {one_line(raw)!r}")
     if delay > settings.fence_timeout - MIN_WAIT_AFTER_DELAY:
         _fail(
             f"delay {delay:g} s leaves less than {MIN_WAIT_AFTER_DELAY:g} s of fence_timeout "
             f"{settings.fence_timeout:g} s: the delay is spent within fence_timeout"
         )
-    logging.info("Delay %g second(s) before sending the request", delay)
-    time.sleep(delay)
-    left = settings.fence_timeout - (time.monotonic() - started)
-    options["--" + OWN_OPTIONS["fence_timeout"]["longopt"]] = f"{max(left, 1.0):.3f}"
-    return resolve_settings(options)
+    return delay
+
+
+def warn_unused(raw: dict[str, Any]) -> None:
+    """fencing.py's power-loop options do nothing here: say so when given."""
+    for name in UNUSED_STANDARD_OPTIONS:
+        opt = "--" + name.replace("_", "-")
+        if opt in raw:
+            logging.warning(
+                "Warning: %s is ignored: this agent has no power loop to time or retry "
+                "(fence_timeout bounds the whole fence)",
+                name,
+            )
 
 
 def run() -> int:
@@ -529,7 +554,8 @@ def run() -> int:
     # list and list-status work, but are not advertised: Pacemaker would then
     # fence only the nodes they name (dynamic-list). Without them it asks
     # status, which answers for any node, so the device serves every node.
-    options["device_opt"] = [o for o in options["device_opt"] if o != "separator"]
+    hidden = {"separator", *UNUSED_STANDARD_OPTIONS}
+    options["device_opt"] = [o for o in options["device_opt"] if o not in hidden]
     if options["--action"] in ("metadata", "manpage"):
         show_docs(fencing, options)
     fencing.show_docs(options, DOCS)
@@ -544,10 +570,13 @@ def run() -> int:
     if action in ("list", "list-status"):
         return do_list(settings, with_status=action == "list-status")
     assert target is not None  # fencing.py requires --plug for the other actions
-    refusal = victim.check_victim(options.get("--nodename"), target)
+    fencing_now = action in ("off", "reboot")
+    # A fence's CIB query counts within fence_timeout, as everything it does.
+    cib_limit = settings.fence_timeout - (time.monotonic() - started) if fencing_now else None
+    refusal = victim.check_victim(options.get("--nodename"), target, cib_limit)
     if refusal is None and action not in ("status", "on") and victim.is_own_host(target):
         refusal = f"{target!r} is this host: its storage side cannot detach the host it runs on"
-    if refusal is not None and action in ("off", "reboot"):
+    if refusal is not None and fencing_now:
         # A fence Pacemaker asked for is recorded even when nothing is sent.
         from . import _native
 
@@ -559,7 +588,7 @@ def run() -> int:
         return do_status(settings, target)
     if action == "on":
         return do_unfence(settings, target)
-    return do_fence(options, run_delay(options, settings, started))
+    return do_fence(options, settings, started, delay_of(options, settings))
 
 
 def main() -> NoReturn:
@@ -584,5 +613,7 @@ def main() -> NoReturn:
         # As fencing.py's atexit handler: output that cannot be delivered fails.
         code = code or EXIT_FAILED
     with contextlib.suppress(OSError):
+    given = dict(raw)
         sys.stderr.flush()
     os._exit(code)
+    warn_unused(given)
