@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import victim
 
@@ -212,6 +212,64 @@ DOCS = {
 }
 
 
+class _Delivery(io.TextIOBase):
+    """A standard stream whose failures are noted, never raised: with stdout
+    closed or its reader gone, a fence that is done and recorded must still
+    exit 0. Whether the lost output matters is decided at exit (`main`)."""
+
+    lost: bool = False
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            _Delivery.lost = True
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            _Delivery.lost = True
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+def _standard_streams() -> None:
+    """Descriptors 0 to 2 open (/dev/null for a closed one, so no file the
+    agent opens later can take their place and receive stray output), stdin
+    read with surrogate escapes (a byte that is not UTF-8 reaches the settings,
+    which name it), and stdout and stderr that never raise."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: fd
+    if sys.stdin is None:
+        sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    elif isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="surrogateescape")
+    out = sys.stdout or open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    err = sys.stderr or open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stdout = _Delivery(out)
+    sys.stderr = _Delivery(err)
+    logging.raiseExceptions = False
+
+
+# Set by the actions whose output is their result (list, metadata): for them
+# output that cannot be delivered fails the action; for the others the exit
+# code is the result (a fence's matches its record) and stands.
+_output_is_the_result = False
+
+
 # Signals received during a fence, in order. The handler only notes them:
 # the engine asks `_interrupted` during its wait and turns a signal into an
 # `interrupted` outcome and record. A handler that raised could do so after
@@ -362,6 +420,8 @@ def do_list(settings: _native.Settings, with_status: bool) -> int:
     """The nodes nnf-sos counts fenced (all of them "off"), one safe line each."""
     from . import _native
 
+    global _output_is_the_result
+    _output_is_the_result = True
     try:
         targets = _native.fenced_targets(settings)
     except OSError as e:
@@ -494,6 +554,8 @@ def show_docs(fencing: ModuleType, options: dict[str, Any]) -> NoReturn:
         if e.code not in (None, 0):
             raise
     text = out.getvalue()
+    global _output_is_the_result
+    _output_is_the_result = True
     on_manual = '<action name="on" automatic="0"/>'
     if text.count(on_manual) == 1:
         text = text.replace(on_manual, '<action name="on" automatic="1"/>')
@@ -547,6 +609,7 @@ def run() -> int:
     device_opt = list(DEVICE_OPT)
     raw = fencing.process_input(device_opt)
     use_hostname(raw)
+    given = dict(raw)
     if str(raw.get("--action", "")).lower() == "validate-all":
         # Pacemaker validates a device without naming a node.
         device_opt.append("no_port")
@@ -559,6 +622,7 @@ def run() -> int:
     if options["--action"] in ("metadata", "manpage"):
         show_docs(fencing, options)
     fencing.show_docs(options, DOCS)
+    warn_unused(given)
 
     action = options["--action"]
     target = options.get("--plug")
@@ -598,6 +662,7 @@ def main() -> NoReturn:
     left is interpreter teardown of the modules fencing.py imports (tens of
     milliseconds on the path between the answer and Pacemaker hearing it).
     """
+    _standard_streams()
     try:
         code = run()
     except SystemExit as e:
@@ -607,13 +672,9 @@ def main() -> NoReturn:
         else:
             code = e.code or EXIT_OK
     logging.shutdown()
-    try:
-        sys.stdout.flush()
-    except OSError:
-        # As fencing.py's atexit handler: output that cannot be delivered fails.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _Delivery.lost and _output_is_the_result:
+        # As fencing.py's atexit handler: a listing that was not delivered fails.
         code = code or EXIT_FAILED
-    with contextlib.suppress(OSError):
-    given = dict(raw)
-        sys.stderr.flush()
     os._exit(code)
-    warn_unused(given)
