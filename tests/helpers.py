@@ -363,7 +363,13 @@ def config_finding_kubectl(directory: Path, data: Path, environ_dump: Path | Non
     """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "kubectl"
-    dump = f"cat /proc/$PPID/environ > '{environ_dump}'\n" if environ_dump else ""
+    # Copied whole, then renamed: a reader never sees half of it.
+    dump = (
+        f"cat /proc/$PPID/environ > '{environ_dump}.$$' && "
+        f"mv '{environ_dump}.$$' '{environ_dump}'\n"
+        if environ_dump
+        else ""
+    )
     path.write_text(
         "#!/bin/sh\n"
         f"{dump}"
