@@ -197,7 +197,7 @@ impl Drop for Discovery {
 }
 
 /// Why discovery decides nothing when `kubectl_path` is empty.
-pub const SWITCHED_OFF: &str = "GFS2 discovery is switched off (kubectl_path is empty)";
+pub const SWITCHED_OFF: &str = "GFS2 discovery is switched off (kubectl_path is empty or off)";
 /// Why discovery cannot run without a kubeconfig named and no home directory.
 pub const NO_DEFAULT_KUBECONFIG: &str = "no kubeconfig: the agent's user has no home directory \
      in the password database, so there is no ~/.kube/config; set kubeconfig";
@@ -768,7 +768,7 @@ mod tests {
         assert_eq!(
             d.poll(),
             Some(&Err(
-                "GFS2 discovery is switched off (kubectl_path is empty)".to_string()
+                "GFS2 discovery is switched off (kubectl_path is empty or off)".to_string()
             ))
         );
     }

@@ -65,7 +65,7 @@ pub fn log_file_problems(s: &Settings) -> Vec<String> {
 pub enum DiscoveryCheck {
     /// kubectl lists the NnfNodeBlockStorages with this kubeconfig.
     Lists(String),
-    /// Switched off on purpose (`kubectl_path` empty): a warning.
+    /// Switched off on purpose (`kubectl_path` empty or `off`): a warning.
     Off(String),
     /// Switched on but cannot list them: a fence could not check an answer.
     Fails(String),
@@ -93,7 +93,7 @@ pub fn discovery_check(s: &Settings) -> DiscoveryCheck {
             "GFS2 discovery is on but cannot list NnfNodeBlockStorages ({why}): a \"{}\" \
              answer for a node whose storage is on this rabbit would be taken as fenced; \
              set kubeconfig (and kubectl_path) so that kubectl can list them, or set \
-             kubectl_path to empty to switch discovery off",
+             kubectl_path=off to switch discovery off",
             crate::exchange::NOTHING_FOUND
         )),
     }

@@ -147,7 +147,7 @@ settings_items! {
         poll_interval: Duration, ENV_POLL_INTERVAL, seconds(POLL_INTERVAL);
         force_poll: bool, ENV_FORCE_POLL, flag();
         /// None: GFS2 discovery is switched off (`kubectl_path` set to
-        /// empty). A bare name is looked up in PATH when it runs.
+        /// empty or `off`). A bare name is looked up in PATH when it runs.
         kubectl_path: Option<PathBuf>, ENV_KUBECTL, command("kubectl");
         /// The kubeconfig discovery gives kubectl (`--kubeconfig`); the
         /// default is `~/.kube/config` of the agent's user, its home read
@@ -276,9 +276,14 @@ fn file_mode(v: &str) -> Result<u32, String> {
     }
 }
 
-/// A command run by name (looked up in PATH) or by absolute path; empty: none.
+/// What switches discovery off besides an empty value, which pcs refuses to
+/// set as a device parameter.
+pub const COMMAND_OFF: &str = "off";
+
+/// A command run by name (looked up in PATH) or by absolute path; empty or
+/// `off`: none.
 fn command(v: &str) -> Result<Option<PathBuf>, String> {
-    if v.is_empty() {
+    if v.is_empty() || v == COMMAND_OFF {
         Ok(None)
     } else if v.contains('\0') {
         Err("cannot contain a NUL byte".into())
@@ -818,6 +823,11 @@ mod tests {
         let s = resolve(&input, env_of(&[])).unwrap();
         assert_eq!(s.log_mode, 0o640);
         assert_eq!(s.kubectl_path, None);
+        let off = SettingsInput {
+            kubectl_path: Some("off".into()),
+            ..Default::default()
+        };
+        assert_eq!(resolve(&off, env_of(&[])).unwrap().kubectl_path, None);
         for bad in ["0400", "0777", "abc", "", "9"] {
             let input = SettingsInput {
                 log_mode: Some(bad.into()),

@@ -217,7 +217,7 @@ def test_monitor_fails_and_validate_all_says_why_when_discovery_cannot_list(
             assert len(failed) == 1, (case, action, r.stderr)
             assert "GFS2 discovery is on but cannot list NnfNodeBlockStorages" in failed[0]
             assert why in failed[0], (case, failed)
-            assert "kubectl_path to empty to switch discovery off" in failed[0]
+            assert "kubectl_path=off to switch discovery off" in failed[0]
     # Listing works: both succeed and say with what.
     argv = dirs.argv("--kubectl-path", str(kubectl), "--kubeconfig", str(config))
     for action in ("monitor", "validate-all"):
@@ -227,10 +227,12 @@ def test_monitor_fails_and_validate_all_says_why_when_discovery_cannot_list(
             r.stdout
         )
     # Switched off on purpose: a warning, not a failure.
-    for action in ("monitor", "validate-all"):
-        r = run_agent(["-o", action, *dirs.argv("--kubectl-path=")], env=fencer_env())
+    for action, off in (("monitor", ""), ("validate-all", ""), ("monitor", "off")):
+        r = run_agent(["-o", action, *dirs.argv(f"--kubectl-path={off}")], env=fencer_env())
         assert r.returncode == 0, (action, r.stderr)
-        assert "Warning: GFS2 discovery is switched off (kubectl_path is empty)" in r.stderr
+        assert "Warning: GFS2 discovery is switched off (kubectl_path is empty or off)" in (
+            r.stderr
+        )
 
 
 PROBLEMS = {
@@ -293,7 +295,7 @@ def test_switched_off_discovery_says_so_once(dirs: Dirs, responder: Any) -> None
         (
             "WARNING",
             f"GFS2 filesystems for {TARGET}: [] (discovery failed: "
-            "GFS2 discovery is switched off (kubectl_path is empty))",
+            "GFS2 discovery is switched off (kubectl_path is empty or off))",
         )
     ]
 

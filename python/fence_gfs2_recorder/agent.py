@@ -105,7 +105,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "help": "--kubectl-path=[path]          kubectl used to find the GFS2 file systems",
         "shortdesc": "kubectl used to find the target GFS2 file systems, which checks a "
         "nothing-found answer and names them in the records (default kubectl from PATH, or env "
-        "FENCE_KUBECTL; empty turns discovery off, and monitor warns)",
+        "FENCE_KUBECTL; off or empty turns discovery off, and monitor warns)",
         "required": "0",
         "order": 16,
     },
