@@ -1,5 +1,10 @@
 //! Discovery: which GFS2 file systems a target can reach, read from
-//! Kubernetes (`kubectl get nnfnodeblockstorages -A -o json`).
+//! Kubernetes (`kubectl --kubeconfig FILE get nnfnodeblockstorages -A -o json`).
+//!
+//! The kubeconfig is always named: Pacemaker's fencer gives its agents no
+//! `HOME`, so kubectl left to itself finds no config and asks localhost:8080.
+//! kubectl runs with the agent's environment, plus `HOME` (the agent's
+//! user's, from the password database) when the agent has none, for its cache.
 //!
 //! Runs in its own thread beside the wait, with its own time limit, so it can
 //! never delay or fail a fence: any problem gives an empty list and a reason.
@@ -23,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The arguments given to kubectl: constant, never built from the target.
+/// The arguments given to kubectl after `--kubeconfig FILE`: constant, never
+/// built from the target.
 pub const KUBECTL_ARGS: [&str; 5] = ["get", "nnfnodeblockstorages", "-A", "-o", "json"];
 /// Most bytes of kubectl output read; more is an error.
 pub const MAX_OUTPUT: u64 = 64 * 1024 * 1024;
@@ -90,19 +96,27 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Starts discovery for `target` (None: discovery switched off).
-    pub fn start(kubectl: Option<&Path>, timeout: Duration, target: &str) -> Discovery {
+    /// Starts discovery for `target` with `kubeconfig` (`kubectl` None:
+    /// discovery switched off; `kubeconfig` None: the agent's user has no
+    /// home directory to find the default in).
+    pub fn start(
+        kubectl: Option<&Path>,
+        kubeconfig: Option<&Path>,
+        timeout: Duration,
+        target: &str,
+    ) -> Discovery {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let Some(kubectl) = kubectl else {
-            return Discovery::finished(
-                Err("GFS2 discovery is switched off (kubectl_path is empty)".into()),
-                shared,
-            );
+            return Discovery::finished(Err(SWITCHED_OFF.into()), shared);
+        };
+        let Some(kubeconfig) = kubeconfig else {
+            return Discovery::finished(Err(NO_DEFAULT_KUBECONFIG.into()), shared);
         };
         let deadline = Instant::now() + timeout;
         let (tx, rx) = mpsc::channel();
         let job = Job {
             kubectl: kubectl.to_path_buf(),
+            kubeconfig: kubeconfig.to_path_buf(),
             timeout,
             deadline,
             target: target.to_string(),
@@ -182,9 +196,59 @@ impl Drop for Discovery {
     }
 }
 
+/// Why discovery decides nothing when `kubectl_path` is empty.
+pub const SWITCHED_OFF: &str = "GFS2 discovery is switched off (kubectl_path is empty or off)";
+/// Why discovery cannot run without a kubeconfig named and no home directory.
+pub const NO_DEFAULT_KUBECONFIG: &str = "no kubeconfig: the agent's user has no home directory \
+     in the password database, so there is no ~/.kube/config; set kubeconfig";
+
+/// Why `kubeconfig` cannot be given to kubectl (None: it can be read).
+/// kubectl itself would fall back to localhost:8080 for a missing file named
+/// by `KUBECONFIG`; a missing file is named here instead.
+pub fn kubeconfig_problem(kubeconfig: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let shown = kubeconfig.display();
+    match std::fs::metadata(kubeconfig) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Some(format!("kubeconfig {shown} does not exist"))
+        }
+        Err(e) => return Some(format!("kubeconfig {shown} cannot be examined: {e}")),
+        Ok(m) if !m.is_file() => return Some(format!("kubeconfig {shown} is not a regular file")),
+        Ok(_) => {}
+    }
+    let c = std::ffi::CString::new(kubeconfig.as_os_str().as_bytes()).ok()?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::R_OK) } != 0 {
+        let e = io::Error::last_os_error();
+        return Some(format!("kubeconfig {shown} is not readable: {e}"));
+    }
+    None
+}
+
+/// Whether kubectl can list the NnfNodeBlockStorages now, as a fence would
+/// run it (`monitor` and `validate-all` ask). Err says why not.
+pub fn probe(
+    kubectl: Option<&Path>,
+    kubeconfig: Option<&Path>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut d = Discovery::start(kubectl, kubeconfig, timeout, "");
+    // The job ends itself at its time limit; the margin only covers the
+    // thread hand-over.
+    match d.wait(timeout + Duration::from_secs(1)) {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(why)) => Err(why.clone()),
+        None => Err(format!(
+            "kubectl did not answer within {} s",
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
 /// One kubectl run, in the worker thread.
 struct Job {
     kubectl: PathBuf,
+    kubeconfig: PathBuf,
     timeout: Duration,
     deadline: Instant,
     target: String,
@@ -206,7 +270,15 @@ impl Job {
     fn spawn(&self) -> io::Result<Child> {
         let mut tries = 0;
         loop {
-            let spawned = Command::new(&self.kubectl)
+            let mut command = Command::new(&self.kubectl);
+            if std::env::var_os("HOME").is_none() {
+                if let Some(home) = crate::settings::home_dir() {
+                    command.env("HOME", home);
+                }
+            }
+            let spawned = command
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
                 .args(KUBECTL_ARGS)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -228,6 +300,9 @@ impl Job {
     }
 
     fn run(self) -> Answer {
+        if let Some(problem) = kubeconfig_problem(&self.kubeconfig) {
+            return Err(problem);
+        }
         let mut child = match self.spawn() {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::NotFound && !self.kubectl.is_absolute() => {
@@ -491,8 +566,13 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nnfnodeblockstorages.json")
     }
 
-    /// Writes an executable stand-in for kubectl.
+    /// Writes an executable stand-in for kubectl, and a kubeconfig beside it.
     fn script(d: &TempDir, name: &str, body: &str) -> PathBuf {
+        fs::write(
+            d.path().join("kubeconfig"),
+            "apiVersion: v1\nkind: Config\n",
+        )
+        .unwrap();
         let p = d.path().join(name);
         fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
@@ -520,6 +600,16 @@ mod tests {
         (t, k, pid_file)
     }
 
+    /// The kubeconfig `script` writes beside a stand-in.
+    fn config_of(k: &Path) -> PathBuf {
+        k.with_file_name("kubeconfig")
+    }
+
+    /// Starts discovery of `target` with `k` and the kubeconfig beside it.
+    fn start(k: &Path, timeout: Duration, target: &str) -> Discovery {
+        Discovery::start(Some(k), Some(&config_of(k)), timeout, target)
+    }
+
     /// Polls until the result arrives or `limit` passes.
     fn finish(d: &mut Discovery, limit: Duration) -> Answer {
         wait_until(limit, Duration::from_millis(5), || {
@@ -532,7 +622,7 @@ mod tests {
     /// Runs discovery of compute-node-3 with `k` under `timeout`; its
     /// result must come within `within`.
     fn discover(k: &Path, timeout: Duration, within: Duration) -> Answer {
-        let mut d = Discovery::start(Some(k), timeout, "compute-node-3");
+        let mut d = start(k, timeout, "compute-node-3");
         finish(&mut d, within)
     }
 
@@ -674,11 +764,11 @@ mod tests {
 
     #[test]
     fn switched_off_answers_at_once() {
-        let mut d = Discovery::start(None, Duration::from_secs(5), "compute-node-3");
+        let mut d = Discovery::start(None, None, Duration::from_secs(5), "compute-node-3");
         assert_eq!(
             d.poll(),
             Some(&Err(
-                "GFS2 discovery is switched off (kubectl_path is empty)".to_string()
+                "GFS2 discovery is switched off (kubectl_path is empty or off)".to_string()
             ))
         );
     }
@@ -687,7 +777,7 @@ mod tests {
     fn stand_in_kubectl_printing_the_fixture() {
         // Also checks the constant arguments and that stdin is /dev/null.
         let (_t, k) = stand_in(&format!(
-            r#"[ "$*" = "get nnfnodeblockstorages -A -o json" ] || {{ echo "bad args: $*" >&2; exit 3; }}
+            r#"[ "$1 $3 $4 $5 $6 $7" = "--kubeconfig get nnfnodeblockstorages -A -o json" ] && [ -f "$2" ] || {{ echo "bad args: $*" >&2; exit 3; }}
 [ "$(readlink /proc/$$/fd/0)" = /dev/null ] || {{ echo "stdin is not /dev/null" >&2; exit 4; }}
 cat '{}'"#,
             fixture_path().display()
@@ -738,24 +828,79 @@ cat '{}'"#,
     #[test]
     fn missing_kubectl_is_an_error() {
         let t = TempDir::new("discovery");
+        let cfg = t.path().join("kubeconfig");
+        fs::write(&cfg, "").unwrap();
+        let discover = |k: &Path| {
+            let mut d = Discovery::start(Some(k), Some(&cfg), Duration::from_secs(10), "n1");
+            finish(&mut d, Duration::from_secs(5)).unwrap_err()
+        };
         let gone = t.path().join("kubectl");
-        let err = discover(&gone, Duration::from_secs(10), Duration::from_secs(5)).unwrap_err();
         assert_eq!(
-            err,
+            discover(&gone),
             format!("kubectl not found: {} does not exist", gone.display())
         );
 
         let bare = Path::new("kubectl-that-is-not-installed-anywhere");
-        let err = discover(bare, Duration::from_secs(10), Duration::from_secs(5)).unwrap_err();
         assert_eq!(
-            err,
+            discover(bare),
             "kubectl not found: no kubectl-that-is-not-installed-anywhere in PATH"
         );
 
         let k = t.path().join("not-executable");
         fs::write(&k, "#!/bin/sh\n").unwrap();
-        let err = discover(&k, Duration::from_secs(10), Duration::from_secs(5)).unwrap_err();
+        let err = discover(&k);
         assert!(err.starts_with("cannot run kubectl ("), "{err}");
+    }
+
+    #[test]
+    fn a_kubeconfig_that_cannot_be_read_is_named_and_kubectl_not_run() {
+        let (t, k) = stand_in("exit 0");
+        let ran = t.path().join("ran");
+        let k2 = script(&t, "kubectl2", &format!("touch '{}'", ran.display()));
+        let gone = t.path().join("no-such-config");
+        let dir = t.path().to_path_buf();
+        for (config, why) in [
+            (
+                gone.clone(),
+                format!("kubeconfig {} does not exist", gone.display()),
+            ),
+            (
+                dir.clone(),
+                format!("kubeconfig {} is not a regular file", dir.display()),
+            ),
+        ] {
+            let mut d = Discovery::start(Some(&k2), Some(&config), Duration::from_secs(10), "n1");
+            assert_eq!(finish(&mut d, Duration::from_secs(5)), Err(why));
+        }
+        assert!(!ran.exists(), "kubectl ran without a kubeconfig");
+        let mut d = Discovery::start(Some(&k), None, Duration::from_secs(10), "n1");
+        assert_eq!(
+            finish(&mut d, Duration::from_secs(5)),
+            Err(NO_DEFAULT_KUBECONFIG.to_string())
+        );
+    }
+
+    #[test]
+    fn probe_says_whether_kubectl_can_list() {
+        let (t, k) = stand_in(&format!("cat '{}'", fixture_path().display()));
+        let cfg = config_of(&k);
+        assert_eq!(probe(Some(&k), Some(&cfg), Duration::from_secs(10)), Ok(()));
+        let failing = script(
+            &t,
+            "refused",
+            "echo 'The connection to the server localhost:8080 was refused' >&2; exit 1",
+        );
+        let err = probe(Some(&failing), Some(&cfg), Duration::from_secs(10)).unwrap_err();
+        assert!(
+            err.ends_with(
+                "exited with status 1: The connection to the server localhost:8080 was refused"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            probe(None, Some(&cfg), Duration::from_secs(10)),
+            Err(SWITCHED_OFF.to_string())
+        );
     }
 
     #[test]
@@ -763,7 +908,7 @@ cat '{}'"#,
         // `sleep` is a child of the shell holding the output pipe open.
         let (_t, k, pid_file) = group_leader("sleep 30\necho '{}'");
         let started = Instant::now();
-        let mut d = Discovery::start(Some(&k), Duration::from_millis(500), "compute-node-3");
+        let mut d = start(&k, Duration::from_millis(500), "compute-node-3");
         assert!(
             d.poll().is_none(),
             "poll answers at once while kubectl runs"
@@ -787,7 +932,7 @@ cat '{}'"#,
         // The shell ends at once; its background child keeps stdout open.
         let (_t, k, pid_file) = group_leader("sleep 30 &\nexit 0");
         let started = Instant::now();
-        let mut d = Discovery::start(Some(&k), Duration::from_millis(500), "compute-node-3");
+        let mut d = start(&k, Duration::from_millis(500), "compute-node-3");
         let group = read_pid(&pid_file, Duration::from_secs(5));
         let err = finish(&mut d, Duration::from_secs(10)).unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -798,7 +943,7 @@ cat '{}'"#,
     #[test]
     fn dropping_a_running_discovery_kills_kubectl_without_waiting() {
         let (_t, k, pid_file) = group_leader("sleep 30");
-        let mut d = Discovery::start(Some(&k), Duration::from_secs(60), "compute-node-3");
+        let mut d = start(&k, Duration::from_secs(60), "compute-node-3");
         let group = read_pid(&pid_file, Duration::from_secs(5));
         assert!(d.poll().is_none());
         assert!(!live_members(group).is_empty());
@@ -811,7 +956,7 @@ cat '{}'"#,
     #[test]
     fn wait_gives_the_result_when_it_comes() {
         let (_t, k) = stand_in(&format!("cat '{}'", fixture_path().display()));
-        let mut d = Discovery::start(Some(&k), Duration::from_secs(10), "compute-node-4");
+        let mut d = start(&k, Duration::from_secs(10), "compute-node-4");
         assert_eq!(
             d.wait(Duration::from_secs(15)),
             Some(&Ok(vec![Gfs2Allocation {

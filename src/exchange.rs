@@ -107,6 +107,12 @@ pub struct FenceCall<'a> {
     /// The target as received (may be hostile; bytes, not yet validated).
     pub target: &'a [u8],
     pub recorder_node: &'a str,
+    /// When the agent began this fence. The deadline is `started +
+    /// fence_timeout`, so everything before the exchange (start-up, the CIB
+    /// query, `delay`) counts within it.
+    pub started: Instant,
+    /// `delay`: waited before the request is sent, within the deadline.
+    pub delay: Duration,
 }
 
 struct EventBase<'a> {
@@ -149,6 +155,7 @@ impl Gfs2 {
         Gfs2 {
             discovery: Discovery::start(
                 settings.kubectl_path.as_deref(),
+                settings.kubeconfig.as_deref(),
                 settings.discovery_timeout,
                 target,
             ),
@@ -358,8 +365,7 @@ pub fn fence(
     call: &FenceCall<'_>,
     mut interrupted: impl FnMut() -> Option<String>,
 ) -> FenceOutcome {
-    let started = Instant::now();
-    let deadline = started + settings.fence_timeout;
+    let deadline = call.started + settings.fence_timeout;
     let mut base = EventBase::announced(call);
     let target = match protocol::target_name(call.target) {
         Ok(t) => t,
@@ -371,6 +377,20 @@ pub fn fence(
     if !untrusted.is_empty() {
         return base.close(journal, Ending::not_sent(&untrusted.join("; "), &mut gfs2));
     }
+    if let Some(problem) = wait_delay(call.delay, deadline, &mut interrupted) {
+        return base.close(journal, Ending::not_sent(&problem, &mut gfs2));
+    }
+    if Instant::now() >= deadline {
+        let problem = format!(
+            "fence_timeout ({} s) was spent before the request could be sent (start-up, the \
+             CIB query for pcmk_host_map, delay)",
+            settings.fence_timeout.as_secs_f64()
+        );
+        return base.close(journal, Ending::not_sent(&problem, &mut gfs2));
+    }
+    // The exchange's own clock (`elapsed_ms`: request to answer); the
+    // deadline above is the whole fence's.
+    let started = Instant::now();
     let request = Request::new(call.action, target, call.recorder_node);
     base.request_id = Some(request.request_id.clone());
     let (watch, mut sent) = match publish(settings, &request) {
@@ -408,6 +428,34 @@ pub fn fence(
     // Only now may monitor see the request (if it is still there) as a leftover.
     drop(sent);
     outcome
+}
+
+/// Waits `delay` (never past `deadline`) before anything is sent, saying so
+/// first in the main log, so that an agent killed meanwhile leaves a line.
+/// Some(why) when `interrupted` ended it: nothing is sent then.
+fn wait_delay(
+    delay: Duration,
+    deadline: Instant,
+    interrupted: &mut impl FnMut() -> Option<String>,
+) -> Option<String> {
+    if delay.is_zero() {
+        return None;
+    }
+    let end = (Instant::now() + delay).min(deadline);
+    info!(
+        "Waiting delay {:.3} s before sending the request (within fence_timeout)",
+        delay.as_secs_f64()
+    );
+    loop {
+        if let Some(reason) = interrupted() {
+            return Some(format!("interrupted during the delay ({reason})"));
+        }
+        let now = Instant::now();
+        if now >= end {
+            return None;
+        }
+        std::thread::sleep((end - now).min(INTERRUPT_CHECK_EVERY));
+    }
 }
 
 /// A published request and what the records say about its publication and
@@ -783,6 +831,8 @@ mod tests {
             action,
             target,
             recorder_node: "rabbit",
+            started: Instant::now(),
+            delay: Duration::ZERO,
         };
         fence(s, j, &call, || None)
     }

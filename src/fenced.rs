@@ -393,7 +393,7 @@ fn remove_record(e: &Entry, keep_dir: &Path) -> Result<Option<String>, String> {
     let copy_note = match &kept {
         Ok(p) => format!("copy kept as {}", p.display()),
         Err(why) => {
-            eprintln!("fence_gfs2_recorder: no copy kept ({why}); removing {about}");
+            crate::journal::to_stderr(&format!("no copy kept ({why}); removing {about}"));
             format!("no copy kept ({why}); content sent to stderr and syslog")
         }
     };

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use tracing::{error, info, warn};
 
+use crate::discovery;
 use crate::journal::Journal;
 use crate::mounts::{self, DirMount};
 use crate::settings::Settings;
@@ -65,6 +66,46 @@ pub fn log_file_problems(s: &Settings) -> Vec<String> {
         })
     })
     .collect()
+}
+
+/// What `monitor` and `validate-all` know of GFS2 discovery, which alone
+/// can refuse a "nothing found" answer for a node whose storage is here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryCheck {
+    /// kubectl lists the NnfNodeBlockStorages with this kubeconfig.
+    Lists(String),
+    /// Switched off on purpose (`kubectl_path` empty or `off`): a warning.
+    Off(String),
+    /// Switched on but cannot list them: a fence could not check an answer.
+    Fails(String),
+}
+
+/// Runs discovery's kubectl once, as a fence would (same kubeconfig, same
+/// time limit), and says whether it can list the NnfNodeBlockStorages.
+pub fn discovery_check(s: &Settings) -> DiscoveryCheck {
+    let Some(kubectl) = s.kubectl_path.as_deref() else {
+        return DiscoveryCheck::Off(format!(
+            "{}: a \"{}\" answer is taken as fenced without checking whether this rabbit \
+             holds the node's GFS2 storage",
+            discovery::SWITCHED_OFF,
+            crate::exchange::NOTHING_FOUND
+        ));
+    };
+    let config = s.kubeconfig.as_deref();
+    match discovery::probe(Some(kubectl), config, s.discovery_timeout) {
+        Ok(()) => DiscoveryCheck::Lists(format!(
+            "GFS2 discovery: {} lists NnfNodeBlockStorages with kubeconfig {}",
+            kubectl.display(),
+            config.map(|c| c.display().to_string()).unwrap_or_default()
+        )),
+        Err(why) => DiscoveryCheck::Fails(format!(
+            "GFS2 discovery is on but cannot list NnfNodeBlockStorages ({why}): a \"{}\" \
+             answer for a node whose storage is on this rabbit would be taken as fenced; \
+             set kubeconfig (and kubectl_path) so that kubectl can list them, or set \
+             kubectl_path=off to switch discovery off",
+            crate::exchange::NOTHING_FOUND
+        )),
+    }
 }
 
 /// The file system each shared directory is on, with a warning for an NFS

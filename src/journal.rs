@@ -399,9 +399,16 @@ fn ends_in_fragment(f: &File, len: u64) -> bool {
     len > 0 && matches!(f.read_at(&mut last, len - 1), Ok(1)) && last[0] != b'\n'
 }
 
+/// One line on stderr, whatever became of it: a closed stderr or a reader
+/// that went away must never end a fence (`eprintln!` would panic).
+pub fn to_stderr(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "fence_gfs2_recorder: {line}");
+}
+
 /// Tells the operator, on stderr and in syslog, that a log is not being kept.
 pub fn report_log_failure(message: &str) {
-    eprintln!("fence_gfs2_recorder: {message}");
+    to_stderr(message);
     if let Ok(c) = CString::new(message.replace('%', "%%")) {
         let ident = c"fence_gfs2_recorder";
         // SAFETY: both strings are NUL-terminated and live across the calls;

@@ -127,6 +127,24 @@ macro_rules! settings_getters {
 
 engine_settings::settings_fields!(settings_getters);
 
+/// An option's value: Ok(text), or Err(bytes) for a str holding bytes that
+/// are not UTF-8 (argv and stdin carry them as surrogate escapes); None when
+/// it is neither str nor None.
+fn option_text(value: &Bound<'_, PyAny>) -> Option<Result<Option<String>, Vec<u8>>> {
+    if value.is_none() {
+        return Some(Ok(None));
+    }
+    value.cast::<pyo3::types::PyString>().ok()?;
+    if let Ok(s) = value.extract::<String>() {
+        return Some(Ok(Some(s)));
+    }
+    let bytes = value
+        .call_method1("encode", ("utf-8", "surrogateescape"))
+        .and_then(|b| b.extract::<Vec<u8>>())
+        .ok()?;
+    Some(Err(bytes))
+}
+
 /// Resolves settings: explicit values, then environment, then defaults.
 /// The keywords are the names in `SETTINGS`; None means not given.
 #[pyfunction]
@@ -135,9 +153,15 @@ fn resolve_settings(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyRe
     let mut input = SettingsInput::default();
     for (name, value) in options.into_iter().flatten() {
         let name: String = name.extract()?;
-        let value: Option<String> = value
-            .extract()
-            .map_err(|_| PyTypeError::new_err(format!("setting {name} must be a str or None")))?;
+        let text = option_text(&value)
+            .ok_or_else(|| PyTypeError::new_err(format!("setting {name} must be a str or None")))?;
+        let value = match text {
+            Ok(v) => v,
+            Err(bytes) => {
+                input.not_utf8.push((name.clone(), bytes));
+                None
+            }
+        };
         if !input.set(&name, value) {
             return Err(PyTypeError::new_err(format!("no setting named {name:?}")));
         }
@@ -249,30 +273,49 @@ fn journal_for(s: &engine_settings::Settings) -> Arc<Journal> {
 
 /// Runs `run` for one fence call with the GIL released, its journal
 /// receiving the main log's lines.
+/// One fence call as Python gives it: action, target, recorder node, the
+/// seconds already spent on it, and `delay` in seconds.
+type CallArgs = (String, Vec<u8>, Option<String>, f64, f64);
+
+fn seconds(name: &str, v: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| PyValueError::new_err(format!("invalid {name} {v}: expected seconds >= 0")))
+}
+
 fn with_fence_call(
     py: Python<'_>,
     settings: &PySettings,
-    (action, target, recorder_node): (String, Vec<u8>, Option<String>),
+    (action, target, recorder_node, spent, delay): CallArgs,
     run: impl FnOnce(&engine_settings::Settings, &Journal, &FenceCall<'_>) -> FenceOutcome + Send,
-) -> FenceResult {
+) -> PyResult<FenceResult> {
     let s = settings.inner.clone();
-    py.detach(move || {
+    let spent = seconds("spent", spent)?;
+    let delay = seconds("delay", delay)?;
+    let now = std::time::Instant::now();
+    let started = now.checked_sub(spent).unwrap_or(now);
+    Ok(py.detach(move || {
         let journal = journal_for(&s);
         let recorder = recorder_node.unwrap_or_else(exchange::host_name);
         let call = FenceCall {
             action: &action,
             target: &target,
             recorder_node: &recorder,
+            started,
+            delay,
         };
         journal::with_main_log(&journal, || run(&s, &journal, &call)).into()
-    })
+    }))
 }
 
 /// Runs one fence exchange (`off` or `reboot`) with the GIL released.
-/// `interrupted`, asked at least every 50 ms during the wait, ends it by
-/// returning a reason (e.g. the name of a signal its handler noted).
+/// `interrupted`, asked at least every 50 ms during the delay and the wait,
+/// ends it by returning a reason (e.g. the name of a signal its handler
+/// noted). `spent`: seconds the agent has already spent on this fence,
+/// counted within `fence_timeout`; `delay`: seconds to wait before sending.
 #[pyfunction]
-#[pyo3(signature = (settings, action, target, recorder_node=None, interrupted=None))]
+#[pyo3(signature = (settings, action, target, recorder_node=None, interrupted=None,
+                    spent=0.0, delay=0.0))]
+#[allow(clippy::too_many_arguments)]
 fn fence(
     py: Python<'_>,
     settings: &PySettings,
@@ -280,8 +323,10 @@ fn fence(
     target: Vec<u8>,
     recorder_node: Option<String>,
     interrupted: Option<Py<PyAny>>,
-) -> FenceResult {
-    let call = (action, target, recorder_node);
+    spent: f64,
+    delay: f64,
+) -> PyResult<FenceResult> {
+    let call = (action, target, recorder_node, spent, delay);
     with_fence_call(py, settings, call, |s, journal, call| {
         exchange::fence(s, journal, call, || python_interrupt(&interrupted))
     })
@@ -297,8 +342,8 @@ fn refuse(
     target: Vec<u8>,
     why: String,
     recorder_node: Option<String>,
-) -> FenceResult {
-    let call = (action, target, recorder_node);
+) -> PyResult<FenceResult> {
+    let call = (action, target, recorder_node, 0.0, 0.0);
     with_fence_call(py, settings, call, |_, journal, call| {
         exchange::refuse(journal, call, &why)
     })
@@ -318,6 +363,19 @@ fn check_directories(py: Python<'_>, settings: &PySettings, create: bool) -> Vec
         } else {
             health::problems(&s, false)
         }
+    })
+}
+
+/// Whether GFS2 discovery can list the NnfNodeBlockStorages, as a fence
+/// would run it: ("lists", what it used), ("off", warning) when switched off
+/// on purpose, or ("fails", why not).
+#[pyfunction]
+fn discovery_check(py: Python<'_>, settings: &PySettings) -> (&'static str, String) {
+    let s = settings.inner.clone();
+    py.detach(move || match health::discovery_check(&s) {
+        health::DiscoveryCheck::Lists(m) => ("lists", m),
+        health::DiscoveryCheck::Off(m) => ("off", m),
+        health::DiscoveryCheck::Fails(m) => ("fails", m),
     })
 }
 
@@ -508,5 +566,6 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clean_stale, m)?)?;
     m.add_function(wrap_pyfunction!(nnf_warnings, m)?)?;
     m.add_function(wrap_pyfunction!(mount_report, m)?)?;
+    m.add_function(wrap_pyfunction!(discovery_check, m)?)?;
     Ok(())
 }

@@ -39,6 +39,13 @@ pub const ENV_FENCE_TIMEOUT: &str = "FENCE_TIMEOUT";
 pub const ENV_POLL_INTERVAL: &str = "FENCE_POLL_INTERVAL";
 pub const ENV_FORCE_POLL: &str = "FENCE_FORCE_POLL";
 pub const ENV_KUBECTL: &str = "FENCE_KUBECTL";
+/// kubectl's own variable: a shell that runs kubectl with it gets the same
+/// cluster from the agent.
+pub const ENV_KUBECONFIG: &str = "KUBECONFIG";
+/// The default kubeconfig, relative to the home directory of the user the
+/// agent runs as, taken from the password database: Pacemaker's fencer
+/// gives its agents no `HOME`.
+pub const DEFAULT_KUBECONFIG_IN_HOME: &str = ".kube/config";
 pub const ENV_DISCOVERY_TIMEOUT: &str = "FENCE_DISCOVERY_TIMEOUT";
 pub const ENV_LOG_MODE: &str = "FENCE_LOG_MODE";
 pub const ENV_STALE_AGE: &str = "FENCE_STALE_AGE";
@@ -66,6 +73,9 @@ macro_rules! settings_items {
         #[derive(Debug, Clone, Default)]
         pub struct SettingsInput {
             $(pub $name: Option<String>,)*
+            /// Options given as bytes that are not UTF-8: (setting, bytes).
+            /// Each is an error naming it; none is ever taken as absent.
+            pub not_utf8: Vec<(String, Vec<u8>)>,
         }
 
         /// (option name, environment variable) of every setting.
@@ -137,8 +147,12 @@ settings_items! {
         poll_interval: Duration, ENV_POLL_INTERVAL, seconds(POLL_INTERVAL);
         force_poll: bool, ENV_FORCE_POLL, flag();
         /// None: GFS2 discovery is switched off (`kubectl_path` set to
-        /// empty). A bare name is looked up in PATH when it runs.
+        /// empty or `off`). A bare name is looked up in PATH when it runs.
         kubectl_path: Option<PathBuf>, ENV_KUBECTL, command("kubectl");
+        /// The kubeconfig discovery gives kubectl (`--kubeconfig`); the
+        /// default is `~/.kube/config` of the agent's user, its home read
+        /// from the password database (None: that user has no home there).
+        kubeconfig: Option<PathBuf>, ENV_KUBECONFIG, kubeconfig();
         discovery_timeout: Duration, ENV_DISCOVERY_TIMEOUT,
             seconds(DISCOVERY_TIMEOUT);
         log_mode: u32, ENV_LOG_MODE, mode(DEFAULT_LOG_MODE);
@@ -262,9 +276,14 @@ fn file_mode(v: &str) -> Result<u32, String> {
     }
 }
 
-/// A command run by name (looked up in PATH) or by absolute path; empty: none.
+/// What switches discovery off besides an empty value, which pcs refuses to
+/// set as a device parameter.
+pub const COMMAND_OFF: &str = "off";
+
+/// A command run by name (looked up in PATH) or by absolute path; empty or
+/// `off`: none.
 fn command(v: &str) -> Result<Option<PathBuf>, String> {
-    if v.is_empty() {
+    if v.is_empty() || v == COMMAND_OFF {
         Ok(None)
     } else if v.contains('\0') {
         Err("cannot contain a NUL byte".into())
@@ -273,6 +292,52 @@ fn command(v: &str) -> Result<Option<PathBuf>, String> {
     } else {
         Ok(Some(PathBuf::from(v)))
     }
+}
+
+fn effective_uid() -> libc::uid_t {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The home directory of the user the agent runs as, from the password
+/// database (None: no entry, or an empty one). `HOME` is not read: the
+/// fencer does not set it.
+pub fn home_dir() -> Option<PathBuf> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let uid = effective_uid();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: all-zero is a valid passwd value; getpwuid_r fills it in.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; buf outlives pwd's use.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || found.is_null() || pwd.pw_dir.is_null() {
+            return None;
+        }
+        // SAFETY: pw_dir points into buf, NUL-terminated by getpwuid_r.
+        let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
+        let dir = std::ffi::OsStr::from_bytes(dir.to_bytes());
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+}
+
+/// `~/.kube/config` of the agent's user, its home from the password database.
+pub fn default_kubeconfig() -> Option<PathBuf> {
+    home_dir().map(|home| home.join(DEFAULT_KUBECONFIG_IN_HOME))
 }
 
 /// Every problem found in one resolution (at least one).
@@ -371,6 +436,24 @@ impl Resolver<'_> {
     fn command(&mut self, setting: &'static str, default: &str) -> Option<PathBuf> {
         let raw = self.raw(setting);
         self.parsed(raw, Some(PathBuf::from(default)), None, command)
+    }
+
+    /// An absolute path given, else `~/.kube/config` of the agent's user
+    /// (its home from the password database, never from `HOME`).
+    fn kubeconfig(&mut self, setting: &'static str) -> Option<PathBuf> {
+        let raw = self.raw(setting);
+        let origin = match &raw {
+            Some(r) if r.source == "option" => format!("option {setting}"),
+            Some(r) => r.source.clone(),
+            None => format!(
+                "default: ~/{DEFAULT_KUBECONFIG_IN_HOME} of uid {}, its home from the \
+                 password database",
+                effective_uid()
+            ),
+        };
+        self.origins.push((setting.to_string(), origin));
+        let default = default_kubeconfig();
+        self.parsed(raw, default, None, |v| absolute_path(v).map(Some))
     }
 
     /// An absolute path: option, environment, then `from_file` (value,
@@ -486,6 +569,9 @@ pub fn resolve(
         errors: Vec::new(),
         origins: Vec::new(),
     };
+    for (setting, bytes) in &input.not_utf8 {
+        r.errors.push(not_utf8(setting, "option".into(), bytes));
+    }
     // Option, then environment, then NNF's shared config, then the default.
     let needed = r.raw("request_dir").is_none() || r.raw("response_dir").is_none();
     let shared = nnf_config::shared(&input.nnf_config, &env, needed);
@@ -498,9 +584,45 @@ pub fn resolve(
     Ok(settings)
 }
 
-/// Resolves against the process environment.
+/// Why a value in bytes is refused.
+pub const NOT_UTF8: &str = "not valid UTF-8 (bytes shown as \\xNN)";
+
+/// The error for a value that is not UTF-8, shown escaped (`\xNN`).
+fn not_utf8(setting: &str, source: String, bytes: &[u8]) -> SettingsError {
+    SettingsError {
+        setting: setting.to_string(),
+        source,
+        value: crate::journal::lossless_text(bytes),
+        reason: NOT_UTF8.into(),
+    }
+}
+
+/// Resolves against the process environment. A variable of ours whose value
+/// is not UTF-8 is an error naming it, never taken as unset.
 pub fn resolve_from_process(input: &SettingsInput) -> Result<Settings, SettingsErrors> {
-    resolve(input, |name| std::env::var(name).ok())
+    use std::os::unix::ffi::OsStrExt;
+    let mut errors: Vec<SettingsError> = Vec::new();
+    for (setting, name) in SETTINGS.iter().chain([&("main_log", ENV_FENCE_LOG)]) {
+        let given =
+            input.raw_value(setting).is_some() || input.not_utf8.iter().any(|(n, _)| n == setting);
+        match std::env::var_os(name) {
+            Some(v) if v.to_str().is_none() && !given => errors.push(not_utf8(
+                setting,
+                format!("environment variable {name}"),
+                v.as_bytes(),
+            )),
+            _ => {}
+        }
+    }
+    let resolved = resolve(input, |name| std::env::var(name).ok());
+    match resolved {
+        Ok(s) if errors.is_empty() => Ok(s),
+        Ok(_) => Err(SettingsErrors(errors)),
+        Err(SettingsErrors(more)) => {
+            errors.extend(more);
+            Err(SettingsErrors(errors))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -701,6 +823,11 @@ mod tests {
         let s = resolve(&input, env_of(&[])).unwrap();
         assert_eq!(s.log_mode, 0o640);
         assert_eq!(s.kubectl_path, None);
+        let off = SettingsInput {
+            kubectl_path: Some("off".into()),
+            ..Default::default()
+        };
+        assert_eq!(resolve(&off, env_of(&[])).unwrap().kubectl_path, None);
         for bad in ["0400", "0777", "abc", "", "9"] {
             let input = SettingsInput {
                 log_mode: Some(bad.into()),
@@ -719,5 +846,40 @@ mod tests {
             resolve(&input, env_of(&[])).unwrap_err().0[0].setting,
             "kubectl_path"
         );
+    }
+
+    #[test]
+    fn kubeconfig_defaults_to_the_users_own_from_the_password_database() {
+        // HOME is not read: the fencer does not set it.
+        let env = env_of(&[("HOME", "/somewhere/else")]);
+        let s = resolve(&SettingsInput::default(), env).unwrap();
+        let home = home_dir().expect("the test user has a home directory");
+        assert_eq!(s.kubeconfig, Some(home.join(".kube/config")));
+        let origin = s.origins.iter().find(|(n, _)| n == "kubeconfig").unwrap();
+        assert!(
+            origin.1.starts_with("default: ~/.kube/config of uid "),
+            "{origin:?}"
+        );
+
+        let s = resolve(
+            &SettingsInput::default(),
+            env_of(&[("KUBECONFIG", "/etc/k/admin.conf")]),
+        )
+        .unwrap();
+        assert_eq!(s.kubeconfig, Some(PathBuf::from("/etc/k/admin.conf")));
+        let input = SettingsInput {
+            kubeconfig: Some("/opt/k".into()),
+            ..Default::default()
+        };
+        let s = resolve(&input, env_of(&[("KUBECONFIG", "/etc/k/admin.conf")])).unwrap();
+        assert_eq!(s.kubeconfig, Some(PathBuf::from("/opt/k")));
+        for bad in ["", "relative/config"] {
+            let err = resolve(&SettingsInput::default(), env_of(&[("KUBECONFIG", bad)]))
+                .unwrap_err()
+                .0
+                .remove(0);
+            assert_eq!(err.setting, "kubeconfig");
+            assert_eq!(err.source, "environment variable KUBECONFIG");
+        }
     }
 }

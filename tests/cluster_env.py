@@ -29,7 +29,16 @@ from typing import Any, TypeVar
 import pytest
 
 from conftest import RESPONDER, Dirs
-from helpers import all_pids, comm_of, parent_of, start_time, stat_fields
+from helpers import (
+    all_pids,
+    comm_of,
+    config_finding_kubectl,
+    kubeconfig,
+    parent_of,
+    start_time,
+    stat_fields,
+    storages_on,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO / "scripts" / "install.sh"
@@ -37,6 +46,11 @@ INSTALLED_AGENT = Path("/usr/sbin/fence_gfs2_recorder")
 INSTALL_VENV = Path("/opt/fence_gfs2_recorder/venv")
 
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# systemd's PATH for system services (Debian 12, systemd 252), which
+# pacemaker.service has: the unit sets no PATH, HOME or USER of its own.
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What an agent of ours must never count on finding under the fencer.
+LOGIN_VARIABLES = ("HOME", "USER", "LOGNAME", "SHELL", "KUBECONFIG")
 CLUSTER_BINARIES = (
     "corosync",
     "corosync-quorumtool",
@@ -81,11 +95,26 @@ def system_env(**extra: str) -> dict[str, str]:
     return {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", **extra}
 
 
-def pacemaker_env(home: str, logfile: str) -> dict[str, str]:
-    """pacemakerd's environment: its home and its own log file, nothing else."""
-    return system_env(
-        HOME=home, PCMK_logfile=logfile, PCMK_logfacility="none", PCMK_logpriority="info"
-    )
+def pacemaker_env(logfile: str) -> dict[str, str]:
+    """pacemakerd's environment as systemd starts pacemaker.service: the
+    service PATH and what /etc/default/pacemaker (the unit's EnvironmentFile)
+    sets, here its own log file. No HOME, USER or LANG: the unit has no User=
+    and the tests' agents must meet the fencer's real environment. The tests
+    check it against the environment of an agent the fencer ran
+    (`read_environ`)."""
+    return {
+        "PATH": SERVICE_PATH,
+        "PCMK_logfile": logfile,
+        "PCMK_logfacility": "none",
+        "PCMK_logpriority": "info",
+    }
+
+
+def read_environ(path: Path) -> dict[str, str]:
+    """An environment copied from /proc/PID/environ (NUL-separated NAME=value)."""
+    entries = [e for e in path.read_bytes().split(b"\0") if e]
+    pairs = (os.fsdecode(e).partition("=") for e in entries)
+    return {name: value for name, _, value in pairs}
 
 
 def find_binary(name: str) -> str | None:
@@ -528,6 +557,14 @@ class Cluster(Harness, Tools):
         self.corosync_log = self.root / "corosync.log"
         for d in (self.req, self.resp, self.log):
             d.mkdir(mode=0o755)
+        # Discovery's kubectl finds its config only where the agent names it,
+        # as the real one does under the fencer; it lists this host's storages
+        # and copies the environment of the agent that runs it.
+        self.agent_environ = self.root / "agent.environ"
+        self.kubectl = config_finding_kubectl(
+            self.root / "bin", storages_on(self.node, self.root), self.agent_environ
+        )
+        self.kubeconfig = kubeconfig(self.root / "kubeconfig")
         self.corosync: subprocess.Popen[bytes] | None = None
         self.pacemakerd: subprocess.Popen[bytes] | None = None
         self.corosync_proc: Proc | None = None
@@ -612,7 +649,7 @@ class Cluster(Harness, Tools):
         self._cib_seeded = True
 
     def start_pacemaker(self) -> None:
-        env = pacemaker_env(home=str(PCMK_STATE), logfile=str(self.pcmk_log))
+        env = pacemaker_env(logfile=str(self.pcmk_log))
         with open(self.root / "pacemakerd.out", "wb") as out:
             self.pacemakerd = subprocess.Popen(
                 [find_binary("pacemakerd") or "pacemakerd"],
@@ -657,7 +694,18 @@ class Cluster(Harness, Tools):
 
     def device_params(self, **extra: str) -> dict[str, str]:
         """The options of a device of ours: the ones the fencer sends on stdin."""
+        extra = {"kubectl_path": str(self.kubectl), "kubeconfig": str(self.kubeconfig), **extra}
         return dict(line.split("=", 1) for line in self.dirs.stdin(**extra).splitlines())
+
+    def fencer_env(self) -> dict[str, str]:
+        """The environment the fencer gave the last agent that ran discovery
+        (every monitor does), read from that agent's /proc/PID/environ."""
+        wait_until(
+            "an agent run by the fencer to start discovery",
+            self.agent_environ.exists,
+            timeout=90,
+        )
+        return read_environ(self.agent_environ)
 
     def add_device(self, dev_id: str, params: dict[str, str]) -> None:
         nvpairs = "".join(
@@ -681,7 +729,7 @@ class Cluster(Harness, Tools):
 
     # -- the responder (test double of the NNF reconciler)
 
-    def start_responder(self, mode: str) -> None:
+    def start_responder(self, mode: str, *args: str) -> None:
         self.stop_responder()
         self._responder_runs += 1
         out_path = self.root / f"responder-{self._responder_runs}-{mode}.out"
@@ -691,12 +739,13 @@ class Cluster(Harness, Tools):
                     RESPONDER,
                     *("--request-dir", str(self.req), "--response-dir", str(self.resp)),
                     *("--mode", mode),
+                    *args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        self.responder_mode = mode
+        self.responder_mode = " ".join([mode, *args])
         wait_for_banner(self.responder, out_path, f"({mode})")
 
     def stop_responder(self) -> None:

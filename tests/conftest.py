@@ -75,6 +75,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ours}
     # No kubectl unless a test provides one: discovery then says so and goes on.
     env["FENCE_KUBECTL"] = ""
+    # The kubeconfig a test's stand-in kubectl is given (the default is the
+    # real ~/.kube/config of the user running the tests).
+    env["KUBECONFIG"] = str(DATA / "kubeconfig")
     env.update(extra)
     return env
 

@@ -4,7 +4,12 @@ Each node (``rabbit-node-1``, ``compute-node-1``, ...) is its own network,
 mount and UTS namespace: a per-node root (host directories bound in) with
 private ``/etc/corosync``, ``/var/lib/pacemaker``, ``/var/lib/corosync``,
 ``/var/lib/pcsd``, ``/run``, ``/dev/shm``, ``/var/log`` and ``/localdisk``,
-its own host name, and one veth into a bridge that lives in a namespace of
+its own host name, a private ``/root`` with ``/root/.kube/config``, a
+kubectl that finds its config as the real one does (a read-only overlay puts
+it first in the service PATH, at ``/usr/local/bin``; it lists the
+NnfNodeBlockStorages of ``rabbit-node-1`` and copies the environment of the
+agent that runs it to ``/var/log/fgr-kubectl/agent.environ``), and one veth
+into a bridge that lives in a namespace of
 its own. The addresses (10.213.9.0/24) exist only inside those namespaces;
 corosync talks knet over the bridge.
 
@@ -59,7 +64,7 @@ from cluster_env import (
     wait_until,
 )
 
-from helpers import comm_of
+from helpers import comm_of, config_finding_kubectl, kubeconfig, storages_on
 
 NS_PREFIX = "fgr-"
 HUB = NS_PREFIX + "hub"
@@ -80,13 +85,17 @@ NODE_BINARIES = (
 REQUESTS = Path("/localdisk/fence-recorder/requests")
 RESPONSES = Path("/localdisk/fence-recorder/responses")
 FENCE_LOGS = Path("/var/log/gfs2-fencing")
+# Where the kubectl of the nodes copies the environment of the agent running it.
+AGENT_ENVIRON = Path("/var/log/fgr-kubectl/agent.environ")
+# The rabbit whose NnfNodeBlockStorages that kubectl lists.
+STORAGE_RABBIT = "rabbit-node-1"
 
 # Runs as the node's first process: its own mount and UTS namespace (from
 # unshare), inside the node's network namespace (from nsenter). Builds the
 # node's root, then chroots into it and sleeps as the namespaces' anchor;
 # the kernel drops every mount when the last process of the namespace ends.
 HOLDER = r"""set -eu
-name=$1; dir=$2; sbin=$3; root=$dir/root
+name=$1; dir=$2; sbin=$3; kbin=$4; root=$dir/root
 hostname "$name"
 mkdir -p "$root"
 for d in tmp etc usr var opt proc dev; do
@@ -106,6 +115,9 @@ mount --bind "$dir/var-lib-corosync" "$root/var/lib/corosync"
 mount --bind "$dir/var-lib-pcsd" "$root/var/lib/pcsd"
 mount --bind "$dir/var-log" "$root/var/log"
 mount --bind "$dir/localdisk" "$root/localdisk"
+mount --bind "$dir/home-root" "$root/root"
+# Discovery's kubectl, first in the service PATH: this node only.
+mount -t overlay overlay -o "lowerdir=$kbin:/usr/local/bin" "$root/usr/local/bin"
 # The agent as installed, where the fencer looks for it: this node only.
 mount -t overlay overlay -o "lowerdir=$sbin:/usr/sbin" "$root/usr/sbin"
 echo $$ > "$dir/holder.ready"
@@ -219,6 +231,10 @@ class FieldCluster(Harness):
         self.holder_script.write_text(HOLDER)
         self.prefix = self.root / "install"
         self.sbin = self.prefix / "sbin"
+        self.kbin = self.root / "kubectl-bin"
+        config_finding_kubectl(
+            self.kbin, storages_on(STORAGE_RABBIT, self.root / "kubectl-data"), AGENT_ENVIRON
+        )
         self.venv = self.prefix / "venv"
         self.nodes = {
             name: Node(name, f"{NET}.{host}", votes, self.root / "nodes" / name)
@@ -264,6 +280,8 @@ class FieldCluster(Harness):
         d = node.dir
         for sub in ("root", "etc-corosync", "var-lib-corosync", "var-lib-pcsd", "localdisk"):
             (d / sub).mkdir(parents=True, exist_ok=True)
+        kubeconfig(d / "home-root" / ".kube" / "config")
+        (d / "var-log" / AGENT_ENVIRON.parent.name).mkdir(parents=True, exist_ok=True)
         for sub in ("cib", "pengine", "blackbox", "cores"):
             p = d / "var-lib-pacemaker" / sub
             p.mkdir(parents=True, exist_ok=True)
@@ -295,6 +313,7 @@ class FieldCluster(Harness):
                     "nsenter", f"--net=/run/netns/{node.ns}", "--",
                     "unshare", "-m", "-u", "--propagation", "private", "--",
                     "/bin/sh", str(self.holder_script), node.name, str(d), str(self.sbin),
+                    str(self.kbin),
                 ],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -342,7 +361,7 @@ class FieldCluster(Harness):
 
     def start_pacemaker(self, node: Node) -> None:
         self.seed_cib(node)
-        env = pacemaker_env(home="/var/lib/pacemaker", logfile="/var/log/pacemaker/pacemaker.log")
+        env = pacemaker_env(logfile="/var/log/pacemaker/pacemaker.log")
         node.pacemakerd = self.popen_in(node, "pacemakerd", ["pacemakerd"], env)
         node.procs.append(Proc(node.pacemakerd.pid, f"{node.name}:pacemakerd"))
 

@@ -346,6 +346,69 @@ def answering(
         raise failed[0]
 
 
+# ---------------------------------------------------------------- kubectl as it finds its config
+
+NOT_CONFIGURED = (
+    "The connection to the server localhost:8080 was refused - did you specify the right host "
+    "or port?"
+)
+
+
+def config_finding_kubectl(directory: Path, data: Path, environ_dump: Path | None = None) -> Path:
+    """A stand-in kubectl that finds its config as the real one does: the file
+    named by ``--kubeconfig`` (an error if it is missing), else ``KUBECONFIG``,
+    else ``$HOME/.kube/config``; without one it fails as kubectl does when it
+    falls back to localhost:8080. With a config it prints `data`. With
+    `environ_dump`, it first copies its parent's (the agent's) environment there.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "kubectl"
+    # Copied whole, then renamed: a reader never sees half of it.
+    dump = (
+        f"cat /proc/$PPID/environ > '{environ_dump}.$$' && "
+        f"mv '{environ_dump}.$$' '{environ_dump}'\n"
+        if environ_dump
+        else ""
+    )
+    path.write_text(
+        "#!/bin/sh\n"
+        f"{dump}"
+        "config=\n"
+        'if [ "$1" = --kubeconfig ]; then\n'
+        "    config=$2; shift 2\n"
+        '    [ -f "$config" ] || { echo "error: stat $config: no such file or directory" >&2; '
+        "exit 1; }\n"
+        'elif [ -n "${KUBECONFIG:-}" ] && [ -f "$KUBECONFIG" ]; then config=$KUBECONFIG\n'
+        'elif [ -n "${HOME:-}" ] && [ -f "$HOME/.kube/config" ]; then config=$HOME/.kube/config\n'
+        "fi\n"
+        '[ "$*" = "get nnfnodeblockstorages -A -o json" ] || '
+        '{ echo "unexpected arguments: $*" >&2; exit 64; }\n'
+        f'[ -n "$config" ] || {{ echo "{NOT_CONFIGURED}" >&2; exit 1; }}\n'
+        f"exec cat '{data}'\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def storages_on(rabbit: str, directory: Path) -> Path:
+    """The sample NnfNodeBlockStorages (compute-node-3, -4, -5), held by `rabbit`."""
+    from conftest import DATA
+
+    text = (DATA / "nnfnodeblockstorages.json").read_text()
+    assert "rabbit-node-1" in text
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"storages-on-{rabbit}.json"
+    out.write_text(text.replace('"rabbit-node-1"', json.dumps(rabbit)))
+    return out
+
+
+def kubeconfig(path: Path) -> Path:
+    """A kubeconfig file (its content only matters to a real kubectl)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    return path
+
+
 # ---------------------------------------------------------------- small file systems
 
 

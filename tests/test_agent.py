@@ -160,8 +160,8 @@ def test_every_setting_is_an_option_naming_its_variable() -> None:
     assert "FENCE_LOG" in _native.ENVIRONMENT
     os.environ["FENCE_STALE_AGE"] = "1"
     try:
-        # Only discovery stays, switched off.
-        assert set(_native.ENVIRONMENT) & set(clean_env()) == {"FENCE_KUBECTL"}
+        # Only discovery's stay: switched off, and a kubeconfig in the tests' data.
+        assert set(_native.ENVIRONMENT) & set(clean_env()) == {"FENCE_KUBECTL", "KUBECONFIG"}
     finally:
         del os.environ["FENCE_STALE_AGE"]
 

@@ -1,7 +1,8 @@
 """The agent under a REAL one-node corosync + Pacemaker cluster.
 
 pacemaker-fenced runs /usr/sbin/fence_gfs2_recorder (scripts/install.sh) the
-way production does: options on stdin, pacemakerd's bare environment, its own
+way production does: options on stdin, the environment systemd gives
+pacemakerd (no HOME: checked against what a real agent run received), its own
 deadlines. Fencing is driven by stonith_admin and by the cluster itself; the
 bundled responder plays the NNF reconciler. Needs root and the Debian packages
 pacemaker, pacemaker-cli-utils and corosync; the module is skipped otherwise.
@@ -22,13 +23,15 @@ from typing import Any
 
 import pytest
 from cluster_env import (
+    LOGIN_VARIABLES,
+    SERVICE_PATH,
     Cluster,
     cluster_marks,
     ensure_installed,
+    read_environ,
     refuse_if_busy,
     serve,
     skip_reason,
-    system_env,
     wait_until,
 )
 
@@ -76,9 +79,10 @@ def _start(c: Cluster) -> None:
 # ---------------------------------------------------------------- helpers
 
 
-def use_responder(c: Cluster, mode: str) -> None:
-    if c.responder_mode != mode or c.responder is None or c.responder.poll() is not None:
-        c.start_responder(mode)
+def use_responder(c: Cluster, mode: str, *args: str) -> None:
+    wanted = " ".join([mode, *args])
+    if c.responder_mode != wanted or c.responder is None or c.responder.poll() is not None:
+        c.start_responder(mode, *args)
 
 
 def stonith_admin(c: Cluster, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -104,13 +108,14 @@ def attempts(records: list[dict[str, Any]], action: str) -> tuple[list[str], lis
 
 
 def agent_status(c: Cluster, target: str) -> subprocess.CompletedProcess[str]:
-    """The installed agent's status action, run as the fencer runs it."""
+    """The installed agent's status action, run as the fencer runs it: its
+    options on stdin, the environment a real agent run received."""
     return subprocess.run(
         [str(ensure_installed())],
         input=c.dirs.stdin(action="status", port=target, nodename=target),
         capture_output=True,
         text=True,
-        env=system_env(),
+        env=c.fencer_env(),
         timeout=60,
     )
 
@@ -132,11 +137,12 @@ def fence_that_completes(c: Cluster, how: str, target: str, action: str) -> list
 
 
 def reboot_that_fails(
-    c: Cluster, target: str, mode: str
+    c: Cluster, target: str, mode: str, *args: str
 ) -> tuple[subprocess.CompletedProcess[str], float, list[dict[str, Any]]]:
-    """stonith_admin --reboot target, the reconciler in `mode`: asserts it
-    failed; returns the run, its seconds and the journal records it added."""
-    use_responder(c, mode)
+    """stonith_admin --reboot target, the reconciler in `mode` (and `args`):
+    asserts it failed; returns the run, its seconds and the journal records
+    it added."""
+    use_responder(c, mode, *args)
     before = len(c.journal(target))
     r, took = stonith_admin(c, "--reboot", target)
     assert r.returncode != 0, explain(c, r, target)
@@ -201,7 +207,8 @@ def test_cluster_silent_reconciler_ends_in_our_own_timeout(cluster: Cluster) -> 
     assert finals == ["timeout"] * len(started), explain(cluster, r, target)
     for x in new:
         if x["status"] == "timeout":
-            assert FENCE_TIMEOUT * 1000 <= x["elapsed_ms"] < ACTION_TIMEOUT * 1000, x
+            # The exchange's share of fence_timeout: less the agent's start-up.
+            assert (FENCE_TIMEOUT - 1) * 1000 <= x["elapsed_ms"] < ACTION_TIMEOUT * 1000, x
     assert took < len(started) * ACTION_TIMEOUT, took
 
 
@@ -234,3 +241,34 @@ def test_cluster_fences_a_never_seen_node_without_host_list(cluster: Cluster) ->
     r, _ = stonith_admin(cluster, "--reboot", target)
     assert r.returncode == 0, explain(cluster, r, target)
     assert completed(cluster, target, "reboot"), explain(cluster, r, target)
+
+
+def test_cluster_agent_runs_without_home_in_the_fencers_environment(cluster: Cluster) -> None:
+    """What pacemaker-fenced really gives an agent, read from /proc/PID/environ
+    of an agent it ran (its discovery's kubectl copies it): no HOME, nothing
+    of a login, the service PATH, and nothing pacemaker-fenced itself lacks."""
+    fence_that_completes(cluster, "--fence", "compute-node-3", "off")
+    agent = cluster.fencer_env()
+    fenced = [c for c in cluster.children if c.name.startswith("pacemaker-fence")]
+    assert fenced, cluster.children
+    own = read_environ(Path(f"/proc/{fenced[0].pid}/environ"))
+    for env in (agent, own):
+        assert not set(LOGIN_VARIABLES) & set(env), env
+        assert env["PATH"] == SERVICE_PATH, env
+    added = {k for k in agent if k not in own}
+    assert not added & set(LOGIN_VARIABLES), added
+
+
+def test_cluster_nothing_found_for_a_node_stored_here_is_not_fenced(cluster: Cluster) -> None:
+    """The reconciler answers "nothing found" for a node whose GFS2 storage
+    discovery (kubectl with the device's kubeconfig, no HOME) shows on this
+    rabbit: every attempt fails, none is taken as fenced."""
+    target = "compute-node-4"
+    r, _, new = reboot_that_fails(cluster, target, "success", "--nothing-found", target)
+    started, finals = attempts(new, "reboot")
+    assert started and finals == ["failed"] * len(started), explain(cluster, r, target)
+    for x in new:
+        if x["status"] == "failed":
+            assert "No block storage resources found to fence" in x["details"], x
+            assert "on this rabbit" in x["details"], x
+            assert x["gfs2_filesystems"] == ["nnf-storage-1"], x

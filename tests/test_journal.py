@@ -136,7 +136,8 @@ def test_timeout_is_recorded_and_the_request_withdrawn(dirs: Dirs) -> None:
     logs = read_logs(dirs.log)
     assert list(lifecycles(logs.detailed).values()) == [["initiated", "timeout"]]
     last = logs.detailed[-1]
-    assert 1000 <= last["elapsed_ms"] < 30_000
+    # The exchange's share of fence_timeout: 1 s less the agent's start-up.
+    assert 0 < last["elapsed_ms"] < 30_000
     assert "response_file" not in last and "action_performed" not in last
     assert "no response within 1.000 s" in last["details"]
     assert "withdrawn" in last["details"]

@@ -39,7 +39,7 @@ class BenchError(RuntimeError):
 
 # --------------------------------------------------------------------------- environment
 
-# Read by kubectl, which GFS2 discovery runs, not by the agent itself.
+# Read by kubectl, which GFS2 discovery runs (the agent reads KUBECONFIG too).
 OTHER_ENV = ("KUBECONFIG",)
 # Any other variable of ours is also kept out, documented or not.
 OUR_PREFIXES = ("FENCE_", "NNF_FENCE_")

@@ -13,6 +13,7 @@ __all__ = [
     "__version__",
     "check_directories",
     "clean_stale",
+    "discovery_check",
     "fence",
     "fenced_targets",
     "is_fenced",
@@ -66,6 +67,9 @@ class Settings:
     @property
     def kubectl_path(self) -> str | None:
         """kubectl for GFS2 discovery; None: discovery is off."""
+    @property
+    def kubeconfig(self) -> str | None:
+        """The kubeconfig kubectl is given; None: no home directory for the default."""
     @property
     def discovery_timeout(self) -> float:
         """The longest discovery may run; the fence never waits for it."""
@@ -134,9 +138,12 @@ def fence(
     target: bytes,
     recorder_node: str | None = None,
     interrupted: Callable[[], str | None] | None = None,
+    spent: float = 0.0,
+    delay: float = 0.0,
 ) -> FenceResult:
-    """Writes a fence request for ``target`` and waits for the answer, its
-    timeout, or ``interrupted`` returning a signal name; never raises for an
+    """Waits ``delay``, writes a fence request for ``target`` and waits for the
+    answer, its timeout (``fence_timeout`` less the ``spent`` seconds already
+    used), or ``interrupted`` returning a signal name; never raises for an
     expected outcome, and records every attempt in the logs."""
 
 def refuse(
@@ -190,3 +197,6 @@ def nnf_warnings(settings: Settings) -> list[str]:
 
 def mount_report(settings: Settings) -> list[tuple[str, str | None]]:
     """(description, warning or None) of each directory's file system."""
+
+def discovery_check(settings: Settings) -> tuple[str, str]:
+    """("lists" | "off" | "fails", message): can discovery list NnfNodeBlockStorages?"""

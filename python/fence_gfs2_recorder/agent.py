@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import victim
 
@@ -103,10 +103,21 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "getopt": ":",
         "longopt": "kubectl-path",
         "help": "--kubectl-path=[path]          kubectl used to find the GFS2 file systems",
-        "shortdesc": "kubectl used to find the target GFS2 file systems for the records "
-        "(default kubectl from PATH, or env FENCE_KUBECTL; empty turns discovery off)",
+        "shortdesc": "kubectl used to find the target GFS2 file systems, which checks a "
+        "nothing-found answer and names them in the records (default kubectl from PATH, or env "
+        "FENCE_KUBECTL; off or empty turns discovery off, and monitor warns)",
         "required": "0",
         "order": 16,
+    },
+    "kubeconfig": {
+        "getopt": ":",
+        "longopt": "kubeconfig",
+        "help": "--kubeconfig=[path]            kubeconfig kubectl uses for GFS2 discovery",
+        "shortdesc": "kubeconfig given to kubectl for GFS2 discovery, which checks a nothing-found "
+        "answer (default ~/.kube/config of the agent's user, its home read from the password "
+        "database since Pacemaker sets no HOME: /root/.kube/config for root; or env KUBECONFIG)",
+        "required": "0",
+        "order": 17,
     },
     "discovery_timeout": {
         "getopt": ":",
@@ -115,7 +126,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "shortdesc": "Time limit of the GFS2 discovery; it never delays the fence "
         "(default 5, or env FENCE_DISCOVERY_TIMEOUT)",
         "required": "0",
-        "order": 17,
+        "order": 18,
     },
     "log_mode": {
         "getopt": ":",
@@ -124,7 +135,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "shortdesc": "Octal file mode of newly created log files "
         "(default 0600, or env FENCE_LOG_MODE)",
         "required": "0",
-        "order": 18,
+        "order": 19,
     },
     "stale_age": {
         "getopt": ":",
@@ -134,7 +145,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "removed by monitor; must exceed fence_timeout "
         "(default 3600 or twice fence_timeout, or env FENCE_STALE_AGE)",
         "required": "0",
-        "order": 19,
+        "order": 20,
     },
     "nnf_config": {
         "getopt": ":",
@@ -144,7 +155,7 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "read, never run, and refused unless only root can change it "
         "(default /etc/nnf/fence/config.py if present, or env NNF_FENCE_CONFIG; empty: none)",
         "required": "0",
-        "order": 20,
+        "order": 21,
     },
     # The original agent's name for the node; the same as -n/--plug.
     "hostname": {
@@ -176,6 +187,19 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
 
 DEVICE_OPT = ["no_login", "no_password", "port", *OWN_OPTIONS]
 
+# fencing.py gives every agent these; they time or retry its power loop, which
+# this agent does not use. Kept out of the metadata; a value given is ignored
+# with a warning naming it.
+UNUSED_STANDARD_OPTIONS = (
+    "power_timeout",
+    "power_wait",
+    "retry_on",
+    "login_timeout",
+    "shell_timeout",
+    "stonith_status_sleep",
+    "disable_timeout",
+)
+
 DOCS = {
     "shortdesc": "Fence agent for GFS2 on NearNodeFlash (NNF) storage",
     "longdesc": AGENT_NAME + " fences a compute node from its GFS2 file systems on "
@@ -186,6 +210,64 @@ DOCS = {
     "kept as the record that a node is fenced; action on removes them (unfencing).",
     "vendorurl": "https://github.com/NearNodeFlash",
 }
+
+
+class _Delivery(io.TextIOBase):
+    """A standard stream whose failures are noted, never raised: with stdout
+    closed or its reader gone, a fence that is done and recorded must still
+    exit 0. Whether the lost output matters is decided at exit (`main`)."""
+
+    lost: bool = False
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            _Delivery.lost = True
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            _Delivery.lost = True
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+def _standard_streams() -> None:
+    """Descriptors 0 to 2 open (/dev/null for a closed one, so no file the
+    agent opens later can take their place and receive stray output), stdin
+    read with surrogate escapes (a byte that is not UTF-8 reaches the settings,
+    which name it), and stdout and stderr that never raise."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: fd
+    if sys.stdin is None:
+        sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    elif isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="surrogateescape")
+    out = sys.stdout or open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    err = sys.stderr or open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stdout = _Delivery(out)
+    sys.stderr = _Delivery(err)
+    logging.raiseExceptions = False
+
+
+# Set by the actions whose output is their result (list, metadata): for them
+# output that cannot be delivered fails the action; for the others the exit
+# code is the result (a fence's matches its record) and stands.
+_output_is_the_result = False
 
 
 # Signals received during a fence, in order. The handler only notes them:
@@ -266,14 +348,23 @@ def resolve_settings(options: dict[str, Any]) -> _native.Settings:
         sys.exit(EXIT_FAILED)
 
 
-def do_fence(options: dict[str, Any], settings: _native.Settings) -> int:
+def do_fence(
+    options: dict[str, Any], settings: _native.Settings, started: float, delay: float
+) -> int:
+    """The exchange, its deadline counted from `started` (the agent's start):
+    everything done for this fence counts within fence_timeout."""
     from . import _native
 
     target = str(options.get("--plug", ""))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     result = _native.fence(
-        settings, options["--action"], os.fsencode(target), interrupted=_interrupted
+        settings,
+        options["--action"],
+        os.fsencode(target),
+        interrupted=_interrupted,
+        spent=time.monotonic() - started,
+        delay=delay,
     )
     # From here on the outcome is decided and recorded: a signal arriving now
     # is only noted, and the exit code follows the record.
@@ -329,6 +420,8 @@ def do_list(settings: _native.Settings, with_status: bool) -> int:
     """The nodes nnf-sos counts fenced (all of them "off"), one safe line each."""
     from . import _native
 
+    global _output_is_the_result
+    _output_is_the_result = True
     try:
         targets = _native.fenced_targets(settings)
     except OSError as e:
@@ -353,6 +446,7 @@ def show_origins(settings: _native.Settings) -> None:
         "request_dir": settings.request_dir,
         "response_dir": settings.response_dir,
         "log_dir": settings.log_dir,
+        "kubeconfig": settings.kubeconfig or "",
     }
     for name, origin in settings.origins:
         print(f"{name}={one_line(values.get(name, ''))} (from {one_line(origin)})")
@@ -387,6 +481,19 @@ def report_mounts(settings: _native.Settings) -> None:
             logging.warning("Warning: %s", warning)
 
 
+def check_discovery(settings: _native.Settings, problems: list[str]) -> None:
+    """GFS2 discovery must list NnfNodeBlockStorages, or be switched off on purpose."""
+    from . import _native
+
+    kind, message = _native.discovery_check(settings)
+    if kind == "fails":
+        problems.append(message)
+    elif kind == "off":
+        logging.warning("Warning: %s", one_line(message))
+    else:
+        print(one_line(message))
+
+
 def do_monitor(settings: _native.Settings) -> int:
     from . import _native
 
@@ -397,6 +504,7 @@ def do_monitor(settings: _native.Settings) -> int:
         # Off the fence path: monitor runs periodically, so leftovers of
         # agents killed by Pacemaker are removed here.
         problems = _native.clean_stale(settings)
+    check_discovery(settings, problems)
     for p in problems:
         logging.error("Failed: %s", p)
     return EXIT_FAILED if problems else EXIT_OK
@@ -410,6 +518,7 @@ def do_validate(settings: _native.Settings, target: str | None) -> int:
     problems = _native.check_directories(settings, create=False)
     warn_nnf(settings)
     report_mounts(settings)
+    check_discovery(settings, problems)
     if target is not None:
         try:
             _native.is_fenced(settings, os.fsencode(target))
@@ -445,6 +554,8 @@ def show_docs(fencing: ModuleType, options: dict[str, Any]) -> NoReturn:
         if e.code not in (None, 0):
             raise
     text = out.getvalue()
+    global _output_is_the_result
+    _output_is_the_result = True
     on_manual = '<action name="on" automatic="0"/>'
     if text.count(on_manual) == 1:
         text = text.replace(on_manual, '<action name="on" automatic="1"/>')
@@ -452,14 +563,9 @@ def show_docs(fencing: ModuleType, options: dict[str, Any]) -> NoReturn:
     sys.exit(EXIT_OK)
 
 
-def run_delay(
-    options: dict[str, Any], settings: _native.Settings, started: float
-) -> _native.Settings:
-    """Sleeps `delay`, then returns the settings with what is left of fence_timeout.
-
-    The delay is part of fence_timeout, so the agent's whole run stays below
-    Pacemaker's deadline however long the delay is.
-    """
+def delay_of(options: dict[str, Any], settings: _native.Settings) -> float:
+    """`delay` in seconds, checked: the engine waits it within fence_timeout,
+    after saying so in the main log."""
     raw = str(options.get("--delay", "0") or "0")
     try:
         delay = float(raw)
@@ -467,18 +573,26 @@ def run_delay(
         _fail(f"delay: expected a number of seconds, got {one_line(raw)!r}")
     if not delay > 0:
         if delay == 0:
-            return settings
+            return 0.0
         _fail(f"delay: expected a number of seconds >= 0, got {one_line(raw)!r}")
     if delay > settings.fence_timeout - MIN_WAIT_AFTER_DELAY:
         _fail(
             f"delay {delay:g} s leaves less than {MIN_WAIT_AFTER_DELAY:g} s of fence_timeout "
             f"{settings.fence_timeout:g} s: the delay is spent within fence_timeout"
         )
-    logging.info("Delay %g second(s) before sending the request", delay)
-    time.sleep(delay)
-    left = settings.fence_timeout - (time.monotonic() - started)
-    options["--" + OWN_OPTIONS["fence_timeout"]["longopt"]] = f"{max(left, 1.0):.3f}"
-    return resolve_settings(options)
+    return delay
+
+
+def warn_unused(raw: dict[str, Any]) -> None:
+    """fencing.py's power-loop options do nothing here: say so when given."""
+    for name in UNUSED_STANDARD_OPTIONS:
+        opt = "--" + name.replace("_", "-")
+        if opt in raw:
+            logging.warning(
+                "Warning: %s is ignored: this agent has no power loop to time or retry "
+                "(fence_timeout bounds the whole fence)",
+                name,
+            )
 
 
 def run() -> int:
@@ -495,6 +609,7 @@ def run() -> int:
     device_opt = list(DEVICE_OPT)
     raw = fencing.process_input(device_opt)
     use_hostname(raw)
+    given = dict(raw)
     if str(raw.get("--action", "")).lower() == "validate-all":
         # Pacemaker validates a device without naming a node.
         device_opt.append("no_port")
@@ -502,10 +617,12 @@ def run() -> int:
     # list and list-status work, but are not advertised: Pacemaker would then
     # fence only the nodes they name (dynamic-list). Without them it asks
     # status, which answers for any node, so the device serves every node.
-    options["device_opt"] = [o for o in options["device_opt"] if o != "separator"]
+    hidden = {"separator", *UNUSED_STANDARD_OPTIONS}
+    options["device_opt"] = [o for o in options["device_opt"] if o not in hidden]
     if options["--action"] in ("metadata", "manpage"):
         show_docs(fencing, options)
     fencing.show_docs(options, DOCS)
+    warn_unused(given)
 
     action = options["--action"]
     target = options.get("--plug")
@@ -517,10 +634,13 @@ def run() -> int:
     if action in ("list", "list-status"):
         return do_list(settings, with_status=action == "list-status")
     assert target is not None  # fencing.py requires --plug for the other actions
-    refusal = victim.check_victim(options.get("--nodename"), target)
+    fencing_now = action in ("off", "reboot")
+    # A fence's CIB query counts within fence_timeout, as everything it does.
+    cib_limit = settings.fence_timeout - (time.monotonic() - started) if fencing_now else None
+    refusal = victim.check_victim(options.get("--nodename"), target, cib_limit)
     if refusal is None and action not in ("status", "on") and victim.is_own_host(target):
         refusal = f"{target!r} is this host: its storage side cannot detach the host it runs on"
-    if refusal is not None and action in ("off", "reboot"):
+    if refusal is not None and fencing_now:
         # A fence Pacemaker asked for is recorded even when nothing is sent.
         from . import _native
 
@@ -532,7 +652,7 @@ def run() -> int:
         return do_status(settings, target)
     if action == "on":
         return do_unfence(settings, target)
-    return do_fence(options, run_delay(options, settings, started))
+    return do_fence(options, settings, started, delay_of(options, settings))
 
 
 def main() -> NoReturn:
@@ -542,6 +662,7 @@ def main() -> NoReturn:
     left is interpreter teardown of the modules fencing.py imports (tens of
     milliseconds on the path between the answer and Pacemaker hearing it).
     """
+    _standard_streams()
     try:
         code = run()
     except SystemExit as e:
@@ -551,11 +672,9 @@ def main() -> NoReturn:
         else:
             code = e.code or EXIT_OK
     logging.shutdown()
-    try:
-        sys.stdout.flush()
-    except OSError:
-        # As fencing.py's atexit handler: output that cannot be delivered fails.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _Delivery.lost and _output_is_the_result:
+        # As fencing.py's atexit handler: a listing that was not delivered fails.
         code = code or EXIT_FAILED
-    with contextlib.suppress(OSError):
-        sys.stderr.flush()
     os._exit(code)

@@ -70,8 +70,12 @@ def mapped_ports(cib_xml: str, nodename: str) -> set[str]:
     return ports
 
 
-def query_cib() -> str:
-    """The resources section of the local CIB (raises OSError or ValueError)."""
+def query_cib(limit: float = CIB_QUERY_TIMEOUT) -> str:
+    """The resources section of the local CIB, within `limit` seconds (at most
+    CIB_QUERY_TIMEOUT); raises OSError or ValueError."""
+    limit = min(limit, CIB_QUERY_TIMEOUT)
+    if limit <= 0:
+        raise OSError("no time left within fence_timeout to ask cibadmin")
     cibadmin = shutil.which("cibadmin", path=os.environ.get("PATH") or SYSTEM_PATH)
     if cibadmin is None:
         raise OSError("cibadmin not found")
@@ -81,21 +85,23 @@ def query_cib() -> str:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=CIB_QUERY_TIMEOUT,
+            timeout=limit,
         )
     except subprocess.TimeoutExpired as e:
-        raise OSError(f"cibadmin did not answer within {CIB_QUERY_TIMEOUT:.0f} s") from e
+        raise OSError(f"cibadmin did not answer within {limit:.3g} s") from e
     if r.returncode != 0:
         raise OSError(f"cibadmin exited {r.returncode}: {r.stderr.strip()[:200]}")
     return r.stdout
 
 
-def check_victim(nodename: str | None, port: str) -> str | None:
-    """None when port is the node Pacemaker means; else why the agent refuses."""
+def check_victim(nodename: str | None, port: str, limit: float | None = None) -> str | None:
+    """None when port is the node Pacemaker means; else why the agent refuses.
+    `limit`: the seconds the CIB query may take (a fence's: what is left of
+    fence_timeout)."""
     if not nodename or nodename.casefold() == port.casefold():
         return None
     try:
-        ports = mapped_ports(query_cib(), nodename)
+        ports = mapped_ports(query_cib(CIB_QUERY_TIMEOUT if limit is None else limit), nodename)
     except (OSError, ValueError, SyntaxError) as e:  # ParseError is a SyntaxError
         return (
             f"Pacemaker named node {nodename!r} but port is {port!r}, and the CIB "
