@@ -170,6 +170,9 @@ pub struct OpenWatch {
     fd: Option<OwnedFd>,
     /// The watch on the file, until [`stop`](Self::stop) removes it.
     wd: Option<i32>,
+    /// The watched file as `/proc/self/fd/N`, to arm the watch again after
+    /// an open of our own ended it.
+    target: Option<std::ffi::CString>,
     /// Why opens cannot be seen (None: they can, at least on this host).
     blind: Option<String>,
     /// Why opens made on other hosts cannot be seen (network file system).
@@ -200,6 +203,7 @@ impl OpenWatch {
         let mut w = OpenWatch {
             fd: None,
             wd: None,
+            target: None,
             blind: None,
             remote,
             opened: 0,
@@ -220,23 +224,29 @@ impl OpenWatch {
             w.blind = Some("inotify unavailable".into());
             return w;
         };
-        // One event is all it takes: the kernel then removes the watch
-        // itself, when the storage side reads the request, long before it
-        // answers, instead of at the answer, where retiring a watch costs
-        // the agent an SRCU grace period (see `Published::drop`).
-        let mask = libc::IN_OPEN | libc::IN_ACCESS | libc::IN_ONESHOT;
-        // SAFETY: valid descriptor and NUL-terminated path.
-        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
-        if wd < 0 {
+        let Some(wd) = Self::add_watch(&fd, &c) else {
             w.blind = Some(format!(
                 "inotify unavailable: {}",
                 io::Error::last_os_error()
             ));
             return w;
-        }
+        };
         w.fd = Some(fd);
         w.wd = Some(wd);
+        w.target = Some(c);
         w
+    }
+
+    /// Adds the watch on the file (again). None when it cannot. One event is
+    /// all it takes: the kernel then removes the watch itself, when the
+    /// storage side reads the request, long before it answers, instead of at
+    /// the answer, where retiring a watch costs the agent an SRCU grace
+    /// period (see `Published::drop`).
+    fn add_watch(fd: &OwnedFd, target: &std::ffi::CStr) -> Option<i32> {
+        let mask = libc::IN_OPEN | libc::IN_ACCESS | libc::IN_ONESHOT;
+        // SAFETY: valid descriptor and NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), target.as_ptr(), mask) };
+        (wd >= 0).then_some(wd)
     }
 
     /// Stops watching, once opens no longer matter (the request is
@@ -258,15 +268,18 @@ impl OpenWatch {
     /// while it runs is dropped. The kernel merges identical events that are
     /// not read yet, so ours cannot be counted off afterwards; an open by
     /// another process in that same instant is dropped with ours. The watch
-    /// is one-shot: an open of ours ends it, and from then on only what was
-    /// counted before is known.
+    /// is one-shot: when an open of ours ended it, it is armed again (if
+    /// that fails, it counts as stopped).
     pub fn own_open<R>(&mut self, probe: impl FnOnce() -> R) -> R {
         self.take_events();
         let result = probe();
         let before = self.opened;
         self.take_events();
-        if self.opened != before {
-            self.wd = None;
+        if self.opened != before && self.wd.is_some() {
+            self.wd = match (&self.fd, &self.target) {
+                (Some(fd), Some(target)) => Self::add_watch(fd, target),
+                _ => None,
+            };
         }
         self.opened = before;
         result
