@@ -177,10 +177,11 @@ for s in $STEPS; do
        env PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -p no:cacheprovider -ra \
        tests/packaging/test_artefacts.py tests/packaging/test_interpreters.py ;;
   2) step "2. agent tests under CPython $OLDEST_PY and $NEWEST_PY" python_versions ;;
-  3) ROOT_TESTS=(tests/test_conformance.py tests/test_agent.py tests/test_cluster.py)
+  3) ROOT_TESTS=(tests/test_conformance.py tests/test_agent.py tests/test_cluster.py
+                tests/packaging/test_pacemaker_version.py)
      step "3. Debian 12 root: .deb, in-root checks, cluster test" lock deb_in_root bookworm ;;
   4) ROOT_TESTS=(tests/test_conformance.py tests/test_agent.py tests/test_cluster.py
-                tests/test_field_cluster.py)
+                tests/packaging/test_pacemaker_version.py tests/test_field_cluster.py)
      step "4. Debian 13 root: .deb, in-root checks, cluster test, README" lock deb_in_root trixie pcs ;;
   5) step "5. RPM payload in the Debian 13 root (Python 3.13)" lock rpm_in_root ;;
   *) die "unknown step $s" ;;
