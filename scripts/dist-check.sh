@@ -159,16 +159,19 @@ python_versions() {  # the agent's Python tests in a venv of each bound, the whe
   done
 }
 
-lock() {  # lock COMMAND...: COMMAND under the shared cluster lock, waiting for it
+# lock COMMAND...: COMMAND under the shared cluster lock. Taken once, before
+# the first root step, and kept until the end: the root steps follow each
+# other, and the lock is not left to be waited for three times.
+lockfd=
+lock() {
   local t=$SECONDS
-  exec {lockfd}>/tmp/fgr-cluster.lock
-  flock "$lockfd"
-  lock_wait=$((SECONDS - t))
-  [ "$lock_wait" -lt 2 ] || log "waited $lock_wait s for /tmp/fgr-cluster.lock (not counted)"
+  if [ -z "$lockfd" ]; then
+    exec {lockfd}>/tmp/fgr-cluster.lock
+    flock "$lockfd"
+    lock_wait=$((SECONDS - t))
+    [ "$lock_wait" -lt 2 ] || log "waited $lock_wait s for /tmp/fgr-cluster.lock (not counted)"
+  fi
   "$@"
-  local rc=$?
-  exec {lockfd}>&-
-  return $rc
 }
 
 for s in $STEPS; do
