@@ -143,7 +143,9 @@ def test_deb_depends_on_the_fencing_library_python_and_rhel8_level_libc(
     assert "python3 (>= 3.9)" in depends
     assert {"python3-pexpect", "python3-pycurl"} <= set(depends)
     [libc] = [d for d in depends if d.startswith("libc6 ")]
-    bound = tuple(int(x) for x in re.fullmatch(r"libc6 \(>= ([\d.]+)\)", libc).group(1).split("."))  # type: ignore[union-attr]
+    m = re.fullmatch(r"libc6 \(>= ([\d.]+)\)", libc)
+    assert m, libc
+    bound = tuple(int(x) for x in m.group(1).split("."))
     assert bound == max(glibc_versions(native(trees[0]))) and bound <= RHEL8_GLIBC
 
 
