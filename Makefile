@@ -7,7 +7,7 @@ PYO3_PYTHON ?= $(shell command -v python3)
 export PYO3_PYTHON
 export LD_LIBRARY_PATH := $(shell $(PYO3_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits install bench fmt
+.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits install bench fmt dist dist-check
 .DEFAULT_GOAL := help
 
 ## help: list the targets (the default: a bare make runs nothing else)
@@ -35,10 +35,11 @@ test: setup lint model-check rust-test py-test
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests bench
-	$(VENV)/bin/ruff format --check python tests bench
+	$(VENV)/bin/ruff check python tests bench packaging
+	$(VENV)/bin/ruff format --check python tests bench packaging
 	$(VENV)/bin/mypy --strict python/fence_gfs2_recorder
 	$(VENV)/bin/mypy --strict bench
+	$(VENV)/bin/mypy --strict packaging/run.py
 	$(PY) -m mypy.stubtest fence_gfs2_recorder._native
 
 ## rust-test: cargo test (engine unit tests, binding tests through PyO3)
@@ -65,8 +66,8 @@ two-rabbits: setup
 ## fmt: rustfmt and ruff fix what lint checks
 fmt:
 	cargo fmt
-	$(VENV)/bin/ruff format python tests bench
-	$(VENV)/bin/ruff check --fix python tests bench
+	$(VENV)/bin/ruff format python tests bench packaging
+	$(VENV)/bin/ruff check --fix python tests bench packaging
 
 ## install: the agent into /usr/sbin for Pacemaker (root), with its man page
 install: setup
@@ -75,3 +76,12 @@ install: setup
 ## bench: latency, start-up, burst, scale, discovery, memory and journal figures
 bench: setup
 	VENV=$(VENV) bash bench/run.sh
+
+## dist: wheel (abi3, manylinux2014), sdist, .deb and .rpm into dist/, versioned from Cargo.toml
+dist:
+	@test -x $(VENV)/bin/maturin || $(MAKE) setup
+	VENV=$(VENV) bash scripts/dist.sh
+
+## dist-check: make dist, then prove the artefacts (glibc/rpm levels, Pythons, Debian 12/13 roots; root, network)
+dist-check: dist
+	VENV=$(VENV) bash scripts/dist-check.sh

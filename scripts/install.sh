@@ -9,6 +9,7 @@
 # Safe to run again: it refreshes the wheel, the script and the man page.
 #   VENV (default .venv)        build virtualenv that has maturin (see scripts/setup.sh)
 #   INSTALL_VENV, SBINDIR, MAN8DIR, SHAREDIR, BASE_PYTHON   override the locations above
+#                               (BASE_PYTHON: 3.9 or newer, else it refuses, naming the version)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022
@@ -29,6 +30,13 @@ for tool in xsltproc xmllint gzip; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup.sh as root)"
 done
 [ -x "$BASE_PYTHON" ] || die "$BASE_PYTHON not found"
+# The native module is built with PyO3 for the stable ABI of 3.9; RHEL 8's
+# /usr/bin/python3 is 3.6, which PyO3 cannot run under at all.
+base_version=$("$BASE_PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') \
+  || die "$BASE_PYTHON does not run"
+"$BASE_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' \
+  || die "$BASE_PYTHON is Python $base_version; the agent needs Python 3.9 or newer" \
+         "(PyO3). On RHEL 8: dnf install python39, then BASE_PYTHON=/usr/bin/python3.9"
 [ -r "$RELAXNG/fence2man.xsl" ] || die "$RELAXNG/fence2man.xsl not found (install fence-agents)"
 maturin=$VENV/bin/maturin
 [ -x "$maturin" ] || die "$maturin not found: run scripts/setup.sh (or make setup) first"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the agent, its tests and its demo need on a fresh
 # Debian 12 machine, then builds the native module into the virtualenv.
+# (rpm ... debootstrap: make dist and make dist-check.)
 #   VENV (default .venv)   the virtualenv to create and install into
 #   SKIP_APT=1             do not touch system packages
 set -euo pipefail
@@ -8,7 +9,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 APT_PACKAGES=(fence-agents libxml2-utils xsltproc pacemaker pacemaker-cli-utils corosync
               logrotate hyperfine python3-venv procps faketime spin gcc jq sudo
-              golang-go bindfs fuse3 sshfs openssh-sftp-server pcs iproute2)
+              golang-go bindfs fuse3 sshfs openssh-sftp-server pcs iproute2
+              rpm rpmlint lintian cpio binutils debootstrap)
 PY_PACKAGES=(maturin pytest pytest-timeout ruff mypy pexpect pycurl)
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO / "scripts" / "install.sh"
 INSTALLED_AGENT = Path("/usr/sbin/fence_gfs2_recorder")
 INSTALL_VENV = Path("/opt/fence_gfs2_recorder/venv")
+PACKAGED_RESPONDER = Path("/usr/bin/fence-gfs2-responder")
 
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # systemd's PATH for system services (Debian 12, systemd 252), which
@@ -82,9 +83,24 @@ def run_install(**env: str) -> str:
     return r.stdout
 
 
+def preinstalled() -> bool:
+    """FGR_INSTALLED=1: the package installed the agent and its commands (the
+    Debian roots of make dist-check); the tests build and install nothing."""
+    if os.environ.get("FGR_INSTALLED") != "1":
+        return False
+    for path in (INSTALLED_AGENT, PACKAGED_RESPONDER):
+        if not os.access(path, os.X_OK):
+            pytest.fail(f"FGR_INSTALLED=1 but {path} is not installed")
+    return True
+
+
 def ensure_installed() -> Path:
-    """Runs scripts/install.sh once per test run; returns the installed agent."""
+    """Runs scripts/install.sh once per test run; returns the installed agent.
+    With FGR_INSTALLED=1 the agent is already there (the package, in the
+    Debian roots of make dist-check) and nothing is built or installed."""
     global _install_output
+    if preinstalled():
+        return INSTALLED_AGENT
     if _install_output is None:
         _install_output = run_install()
     return INSTALLED_AGENT

@@ -42,7 +42,9 @@ from typing import Any
 
 import pytest
 from cluster_env import (
+    INSTALLED_AGENT,
     JOURNAL_NAME,
+    PACKAGED_RESPONDER,
     REPO,
     Harness,
     Proc,
@@ -53,6 +55,7 @@ from cluster_env import (
     needs,
     pacemaker_env,
     poll,
+    preinstalled,
     read_journal,
     refuse_beside_others,
     responses_for,
@@ -236,6 +239,7 @@ class FieldCluster(Harness):
             self.kbin, storages_on(STORAGE_RABBIT, self.root / "kubectl-data"), AGENT_ENVIRON
         )
         self.venv = self.prefix / "venv"
+        self.responder_command = str(self.venv / "bin" / "fence-gfs2-responder")
         self.nodes = {
             name: Node(name, f"{NET}.{host}", votes, self.root / "nodes" / name)
             for name, host, votes in spec
@@ -249,7 +253,13 @@ class FieldCluster(Harness):
     # ---------------------------------------------------------------- set-up
 
     def install_agent(self) -> Path:
-        """scripts/install.sh into the run directory: the installed form, ours only."""
+        """scripts/install.sh into the run directory: the installed form, ours
+        only. With FGR_INSTALLED=1, the package's agent in /usr/sbin."""
+        if preinstalled():
+            self.sbin.mkdir(parents=True)  # the overlay's empty upper layer
+            self.responder_command = str(PACKAGED_RESPONDER)
+            self.notes.append(f"agent installed by its package: {INSTALLED_AGENT}")
+            return INSTALLED_AGENT
         t = now()
         run_install(
             INSTALL_VENV=str(self.venv),
@@ -480,7 +490,7 @@ class FieldCluster(Harness):
         for d in (REQUESTS, RESPONSES):
             node.host_path(d).mkdir(parents=True, exist_ok=True)
         argv = [
-            str(self.venv / "bin" / "fence-gfs2-responder"),
+            self.responder_command,
             *("--request-dir", str(REQUESTS), "--response-dir", str(RESPONSES)),
             *args,
         ]

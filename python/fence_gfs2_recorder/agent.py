@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -311,7 +312,13 @@ def load_fencing() -> ModuleType:
     # call, and PyPI's pycurl takes about half of fencing.py's import time.
     _import_lazily("pycurl")
     try:
-        fencing = importlib.import_module("fencing")
+        with warnings.catch_warnings():
+            # Older fence-agents (Debian 12, RHEL 8) write regexes in plain
+            # strings, which Python 3.12 and newer warn about on stderr while
+            # compiling fencing.py, at every run since no bytecode is kept.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            fencing = importlib.import_module("fencing")
     except ImportError as e:
         sys.stderr.write(
             f"{AGENT_NAME}: cannot load fencing.py from {lib} ({e}); install the "
