@@ -7,7 +7,7 @@ PYO3_PYTHON ?= $(shell command -v python3)
 export PYO3_PYTHON
 export LD_LIBRARY_PATH := $(shell $(PYO3_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits install bench fmt dist dist-check
+.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits nnf-cluster install bench fmt dist dist-check
 .DEFAULT_GOAL := help
 
 ## help: list the targets (the default: a bare make runs nothing else)
@@ -63,6 +63,14 @@ field-cluster: setup
 two-rabbits: setup
 	$(PY) -m pytest -ra -m two_rabbits tests/test_field_two_rabbits.py $(PYTEST_ARGS)
 
+## nnf-cluster: NNF's HA guide at its size, a rabbit and NNF_COMPUTES computes (root; default 16; not in py-test)
+NNF_COMPUTES ?= 16
+nnf-cluster: setup
+	@banner=$$(mktemp); \
+	FGR_NNF_COMPUTES=$(NNF_COMPUTES) FGR_NNF_BANNER=$$banner \
+	  $(PY) -m pytest -ra tests/nnf_cluster_suite.py $(PYTEST_ARGS); rc=$$?; \
+	cat $$banner; rm -f $$banner; exit $$rc
+
 ## fmt: rustfmt and ruff fix what lint checks
 fmt:
 	cargo fmt
@@ -73,9 +81,10 @@ fmt:
 install: setup
 	VENV=$(VENV) bash scripts/install.sh
 
-## bench: latency, start-up, burst, scale, discovery, memory and journal figures
+## bench: latency, start-up, burst, scale, discovery, memory, journal; FENCE_DUMMY=path adds fence_dummy recorder mode
+FENCE_DUMMY ?=
 bench: setup
-	VENV=$(VENV) bash bench/run.sh
+	VENV=$(VENV) FENCE_DUMMY=$(FENCE_DUMMY) bash bench/run.sh
 
 ## dist: wheel (abi3, manylinux2014), sdist, .deb and .rpm into dist/, versioned from Cargo.toml
 dist:

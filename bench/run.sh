@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite: prints a table and writes bench/results/latest.json.
 #   VENV (default .venv)  virtualenv with the agent installed (make setup)
+#   FENCE_DUMMY           fence_dummy.py with recorder mode (fence-agents'
+#                         agents/dummy/fence_dummy.py, from a checkout that has
+#                         it): measured side by side; skipped when unset
 #   extra arguments go to bench/harness.py (e.g. --only latency,burst --runs 50;
 #   the sections live in bench/fgr_bench/, one module each)
 set -euo pipefail
@@ -29,4 +32,9 @@ fi
 work=$(mktemp -d /tmp/fgr-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p bench/results
-"$PY" bench/harness.py --work "$work" --out bench/results/latest.json "${agent_args[@]}" "$@"
+dummy_args=()
+if [ -n "${FENCE_DUMMY:-}" ]; then
+  dummy_args=(--fence-dummy "$(realpath "$FENCE_DUMMY")")
+fi
+"$PY" bench/harness.py --work "$work" --out bench/results/latest.json "${agent_args[@]}" \
+  "${dummy_args[@]}" "$@"

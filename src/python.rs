@@ -413,7 +413,7 @@ fn clean_stale(py: Python<'_>, settings: &PySettings) -> Vec<String> {
 #[pyfunction]
 #[pyo3(signature = (request_dir, response_dir, mode="success", delay=0.0, pause=0.2,
                     poll_interval=0.5, force_poll=false, max_answers=None, verbose=true,
-                    answer_delay=0.0, nothing_found=None))]
+                    answer_delay=0.0, nothing_found=None, serial_cost=None))]
 #[allow(clippy::too_many_arguments)]
 fn run_responder(
     py: Python<'_>,
@@ -428,6 +428,7 @@ fn run_responder(
     verbose: bool,
     answer_delay: f64,
     nothing_found: Option<Vec<String>>,
+    serial_cost: Option<f64>,
 ) -> PyResult<u64> {
     let mode = Mode::parse(mode).map_err(PyValueError::new_err)?;
     let secs = |name: &str, v: f64| {
@@ -451,6 +452,7 @@ fn run_responder(
         force_poll,
         max_answers,
         verbose,
+        serial_cost: serial_cost.map(|v| secs("serial_cost", v)).transpose()?,
     };
     let mut raised: Option<PyErr> = None;
     let result = py.detach(|| {

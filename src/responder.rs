@@ -17,6 +17,11 @@
 //!   written in place under the final name (here in two halves, `pause`
 //!   apart, so tests can see a response being written);
 //! - then it deletes the request.
+//!
+//! With `serial_cost` it works as nnf-sos's reconciler does, one request at
+//! a time: each is read when the one before it is answered (or when it
+//! arrives, if later) and answered `serial_cost` after that, so a burst of
+//! N requests is answered over N times that cost.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -85,6 +90,9 @@ pub struct ResponderConfig {
     pub max_answers: Option<u64>,
     /// Print one line per answer on stdout.
     pub verbose: bool,
+    /// One request at a time, each taking this long from its read to its
+    /// answer (None: every request on its own clock).
+    pub serial_cost: Option<Duration>,
 }
 
 impl ResponderConfig {
@@ -129,6 +137,8 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
     let mut seen: HashSet<String> = HashSet::new();
     let mut jobs: Vec<(Instant, Job)> = Vec::new();
     let mut answered = 0u64;
+    // With `serial_cost`: when the request scheduled last is answered.
+    let mut busy_until = Instant::now();
     // The first scan is the start-up scan: old requests are answered too.
     let mut next_scan = Instant::now();
     loop {
@@ -140,7 +150,8 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
             for e in fs::read_dir(&cfg.request_dir)? {
                 let n = e?.file_name();
                 if is_request_name(&n) {
-                    schedule(cfg, &mut seen, &mut jobs, n.to_string_lossy().into_owned());
+                    let name = n.to_string_lossy().into_owned();
+                    schedule(cfg, &mut seen, &mut jobs, &mut busy_until, name);
                 }
             }
             next_scan = now + cfg.poll_interval;
@@ -153,10 +164,8 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
                 match job {
                     Job::Read { name } => {
                         if let Some(request) = read_request(cfg, &name)? {
-                            jobs.push((
-                                Instant::now() + cfg.answer_delay,
-                                Job::Answer { name, request },
-                            ));
+                            let cost = cfg.serial_cost.unwrap_or(cfg.answer_delay);
+                            jobs.push((Instant::now() + cost, Job::Answer { name, request }));
                         }
                     }
                     Job::Answer { name, request } => match answer(cfg, &name, &request)? {
@@ -192,7 +201,8 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
                 match c {
                     Change::Name(n) => {
                         if cfg.request_dir.join(&n).exists() {
-                            schedule(cfg, &mut seen, &mut jobs, n.to_string_lossy().into_owned());
+                            let name = n.to_string_lossy().into_owned();
+                            schedule(cfg, &mut seen, &mut jobs, &mut busy_until, name);
                         }
                     }
                     Change::Rescan => next_scan = Instant::now(),
@@ -206,12 +216,18 @@ fn schedule(
     cfg: &ResponderConfig,
     seen: &mut HashSet<String>,
     jobs: &mut Vec<(Instant, Job)>,
+    busy_until: &mut Instant,
     name: String,
 ) {
     if cfg.mode == Mode::Silent || !seen.insert(name.clone()) {
         return;
     }
-    jobs.push((Instant::now() + cfg.delay, Job::Read { name }));
+    let mut due = Instant::now() + cfg.delay;
+    if let Some(cost) = cfg.serial_cost {
+        due = due.max(*busy_until);
+        *busy_until = due + cost;
+    }
+    jobs.push((due, Job::Read { name }));
 }
 
 fn remove_request(path: &Path) -> io::Result<()> {
@@ -375,6 +391,7 @@ mod tests {
             force_poll: false,
             max_answers: Some(1),
             verbose: false,
+            serial_cost: None,
         }
     }
 
@@ -493,6 +510,36 @@ mod tests {
             fs::read_to_string(c.response_dir.join(r.file_name())).unwrap(),
             "old"
         );
+    }
+
+    #[test]
+    fn serial_answers_one_request_at_a_time() {
+        let d = Dirs::new("responder");
+        let mut c = cfg(&d, Mode::Success);
+        let cost = Duration::from_millis(300);
+        c.serial_cost = Some(cost);
+        c.max_answers = Some(3);
+        let sent: Vec<_> = (1..=3)
+            .map(|i| send(&c, "off", &format!("n{i}")).0)
+            .collect();
+        let t = Instant::now();
+        assert_eq!(run(&c, deadline(Duration::from_secs(20))).unwrap(), 3);
+        // Three answers one after the other: never sooner than three costs.
+        assert!(t.elapsed() >= cost * 3, "{:?}", t.elapsed());
+        let mut done: Vec<_> = sent
+            .iter()
+            .map(|r| {
+                fs::metadata(c.response_dir.join(r.file_name()))
+                    .unwrap()
+                    .modified()
+                    .unwrap()
+            })
+            .collect();
+        done.sort();
+        for w in done.windows(2) {
+            let gap = w[1].duration_since(w[0]).unwrap();
+            assert!(gap >= cost - Duration::from_millis(20), "{gap:?}");
+        }
     }
 
     #[test]

@@ -217,3 +217,69 @@ def test_on_without_a_response_directory_has_nothing_to_remove(dirs: Dirs) -> No
     assert r.returncode == 0, r.stderr
     assert [x["status"] for x in dirs.jsonl()] == ["already_unfenced"]
     assert not dirs.resp.exists()
+
+
+# NNF's HA guide: one device per compute, `port` the storage side's name.
+DEDICATED = """<resources>
+  <primitive id="compute-1-fence" class="stonith" type="fence_gfs2_recorder">
+    <instance_attributes id="compute-1-fence-ia">
+      <nvpair id="c1-port" name="port" value="rabbit-compute-1"/>
+      <nvpair id="c1-hosts" name="pcmk_host_list" value="{hosts}"/>
+    </instance_attributes>
+  </primitive>
+  <primitive id="compute-2-fence" class="stonith" type="fence_gfs2_recorder">
+    <instance_attributes id="compute-2-fence-ia">
+      <nvpair id="c2-port" name="port" value="rabbit-compute-2"/>
+    </instance_attributes>
+  </primitive>
+</resources>
+"""
+
+
+@pytest.mark.parametrize("action", ["reboot", "status", "on"])
+def test_a_device_dedicated_to_the_node_acts_on_its_port(
+    tmp_path: Path, dirs: Dirs, responder, action: str
+) -> None:
+    """port=rabbit-compute-1 pcmk_host_list=compute-1, as NNF's HA guide writes it."""
+    responder()
+    env = fake_cibadmin(tmp_path, DEDICATED.format(hosts="compute-1"))
+    r = run_agent(
+        stdin=dirs.stdin(action=action, nodename="compute-1", port="rabbit-compute-1"), env=env
+    )
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    if action == "reboot":
+        finals = [x for x in dirs.jsonl() if x["status"] == "completed"]
+        assert [x["target_node"] for x in finals] == ["rabbit-compute-1"]
+    assert cib_calls(tmp_path), "the agent did not consult the CIB"
+
+
+@pytest.mark.parametrize(
+    ("hosts", "nodename", "port"),
+    [
+        # The list names the node, but others too: not dedicated to it.
+        ("compute-1,compute-3", "compute-1", "rabbit-compute-1"),
+        # The list names another node.
+        ("compute-3", "compute-1", "rabbit-compute-1"),
+        # A fixed port without a host list (compute-2-fence).
+        ("compute-1", "compute-2", "rabbit-compute-2"),
+        # A port no device has, although the node has a dedicated device.
+        ("compute-1", "compute-1", "rabbit-compute-9"),
+    ],
+)
+def test_a_fixed_port_not_dedicated_to_the_node_is_still_refused(
+    tmp_path: Path, dirs: Dirs, hosts: str, nodename: str, port: str
+) -> None:
+    env = fake_cibadmin(tmp_path, DEDICATED.format(hosts=hosts))
+    r = run_agent(stdin=dirs.stdin(action="reboot", nodename=nodename, port=port), env=env)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "refusing" in r.stderr and f"{nodename!r}" in r.stderr, r.stderr
+    assert list(dirs.req.iterdir()) == []
+    (record,) = dirs.jsonl()
+    assert record["status"] == "failed" and "refused target" in record["details"], record
+
+
+def test_host_list_is_split_as_pacemaker_does() -> None:
+    from fence_gfs2_recorder.victim import parse_host_list
+
+    assert parse_host_list("a, b;c\td  e") == ["a", "b", "c", "d", "e"]
+    assert parse_host_list(" ") == []

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import burst, discovery, journal, latency, memory, scale, startup
+from . import burst, discovery, dummy, journal, latency, memory, scale, startup
 from .common import DEFAULT_AGENT, BenchError, Context, clean_own_environment, log, set_realtime
 from .report import machine, print_table
 
@@ -26,6 +26,7 @@ SECTIONS: dict[str, Section] = {
     "discovery": lambda ctx, ns: discovery.run(ctx, ns.discovery_runs),
     "memory": lambda ctx, ns: memory.run(ctx, 10),
     "journal": lambda ctx, ns: journal.run(ctx, 5000, 32, 500),
+    "fence_dummy": lambda ctx, ns: dummy.run(ctx, ns.fence_dummy, ns.dummy_runs),
 }
 
 
@@ -78,6 +79,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not run the harness's stamps at SCHED_FIFO",
     )
+    p.add_argument(
+        "--fence-dummy",
+        default=None,
+        metavar="PATH",
+        help="fence_dummy.py with recorder mode (a fence-agents checkout's "
+        "agents/dummy/fence_dummy.py) for section fence_dummy; skipped without it",
+    )
+    p.add_argument("--dummy-runs", type=int, default=40, help="fences per agent, fence_dummy")
     p.add_argument("--agent", type=Path, default=DEFAULT_AGENT, help="agent executable to measure")
     p.add_argument(
         "--baseline-agent",

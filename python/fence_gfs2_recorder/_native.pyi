@@ -171,6 +171,7 @@ def run_responder(
     verbose: bool = True,
     answer_delay: float = 0.0,
     nothing_found: list[str] | None = None,
+    serial_cost: float | None = None,
 ) -> int:
     """Plays the storage side on the directories until a signal; returns the
     number of answers written. Raises OSError (FileNotFoundError,

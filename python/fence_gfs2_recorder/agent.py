@@ -184,7 +184,70 @@ OWN_OPTIONS: dict[str, dict[str, Any]] = {
         "required": "0",
         "order": 1,
     },
+    # fence_dummy recorder mode's names (fence-agents agents/dummy), so its
+    # devices work with only the agent's name changed; see DUMMY_NAMES.
+    "type": {
+        "getopt": ":",
+        "longopt": "type",
+        "help": "--type=[recorder]              fence_dummy's mode; only recorder is accepted",
+        "shortdesc": "fence_dummy's type option: only recorder, the mode this agent "
+        "replaces, is accepted; any other value is refused",
+        "required": "0",
+        "order": 30,
+    },
+    "request_path": {
+        "getopt": ":",
+        "longopt": "request-path",
+        "help": "--request-path=[path]          fence_dummy's name for --request-dir",
+        "shortdesc": "fence_dummy's name for request_dir (both given must be equal)",
+        "required": "0",
+        "order": 31,
+    },
+    "response_path": {
+        "getopt": ":",
+        "longopt": "response-path",
+        "help": "--response-path=[path]         fence_dummy's name for --response-dir",
+        "shortdesc": "fence_dummy's name for response_dir (both given must be equal)",
+        "required": "0",
+        "order": 32,
+    },
+    "log_path": {
+        "getopt": ":",
+        "longopt": "log-path",
+        "help": "--log-path=[path]              fence_dummy's name for --log-dir",
+        "shortdesc": "fence_dummy's name for log_dir (both given must be equal)",
+        "required": "0",
+        "order": 33,
+    },
+    "recorder_timeout": {
+        "getopt": ":",
+        "longopt": "recorder-timeout",
+        "help": "--recorder-timeout=[seconds]   fence_dummy's name for --fence-timeout",
+        "shortdesc": "fence_dummy's name for fence_timeout (both given must be equal)",
+        "required": "0",
+        "order": 34,
+    },
+    "recorder_poll_interval": {
+        "getopt": ":",
+        "longopt": "recorder-poll-interval",
+        "help": "--recorder-poll-interval=[sec] fence_dummy's name for --poll-interval",
+        "shortdesc": "fence_dummy's name for poll_interval (both given must be equal)",
+        "required": "0",
+        "order": 35,
+    },
 }
+
+# fence_dummy's option -> ours. Its values mean the same here: directories,
+# and seconds (fence_dummy takes whole seconds for recorder_timeout, this
+# agent any number).
+DUMMY_NAMES = {
+    "request_path": "request_dir",
+    "response_path": "response_dir",
+    "log_path": "log_dir",
+    "recorder_timeout": "fence_timeout",
+    "recorder_poll_interval": "poll_interval",
+}
+DUMMY_TYPE = "recorder"
 
 DEVICE_OPT = ["no_login", "no_password", "port", *OWN_OPTIONS]
 
@@ -447,8 +510,18 @@ def warn_nnf(settings: _native.Settings) -> None:
         logging.warning("Warning: %s", one_line(w))
 
 
-def show_origins(settings: _native.Settings) -> None:
-    """Where each directory setting came from (validate-all)."""
+def show_origins(
+    settings: _native.Settings, options: dict[str, Any], dummy: dict[str, str]
+) -> None:
+    """Where each directory and time setting came from (validate-all); a
+    value given under fence_dummy's name says so."""
+    from . import _native
+
+    def named(name: str, origin: str) -> str:
+        if name in dummy and origin == f"option {name}":
+            return f"option {dummy[name]}, fence_dummy's name for {name}"
+        return origin
+
     values = {
         "request_dir": settings.request_dir,
         "response_dir": settings.response_dir,
@@ -456,7 +529,19 @@ def show_origins(settings: _native.Settings) -> None:
         "kubeconfig": settings.kubeconfig or "",
     }
     for name, origin in settings.origins:
-        print(f"{name}={one_line(values.get(name, ''))} (from {one_line(origin)})")
+        print(f"{name}={one_line(values.get(name, ''))} (from {one_line(named(name, origin))})")
+    env = dict(_native.SETTINGS)
+    for name, seconds in (
+        ("fence_timeout", settings.fence_timeout),
+        ("poll_interval", settings.poll_interval),
+    ):
+        if options.get(_longopt(name)) is not None:
+            origin = f"option {name}"
+        elif os.environ.get(env[name]) is not None:
+            origin = f"environment variable {env[name]}"
+        else:
+            origin = "default"
+        print(f"{name}={seconds:g} (from {named(name, origin)})")
     config, origin = settings.nnf_config, one_line(settings.nnf_config_origin)
     print(f"nnf_config={one_line(config)} (from {origin})" if config else f"nnf_config= ({origin})")
     for note in settings.nnf_config_notes:
@@ -476,6 +561,43 @@ def use_hostname(raw: dict[str, Any]) -> None:
         )
         sys.exit(EXIT_FAILED)
     raw["--plug"] = host
+
+
+def _longopt(name: str) -> str:
+    return "--" + str(OWN_OPTIONS[name]["longopt"])
+
+
+def use_dummy_names(raw: dict[str, Any]) -> dict[str, str]:
+    """fence_dummy's options (stdin or argv) as ours; {our name: its name} of
+    those given. Refuses, before anything is sent, a type other than recorder
+    and both spellings of one setting with different values."""
+    kind = raw.get(_longopt("type"))
+    if kind is not None and kind != DUMMY_TYPE:
+        _refuse_option(
+            f"type {one_line(str(kind))!r} is not {DUMMY_TYPE!r}: this agent does what "
+            f"fence_dummy's recorder mode does, and nothing else; set type={DUMMY_TYPE} "
+            "or leave type out (nothing was sent)"
+        )
+    given: dict[str, str] = {}
+    for theirs, ours in DUMMY_NAMES.items():
+        value = raw.get(_longopt(theirs))
+        if value is None:
+            continue
+        own = raw.get(_longopt(ours))
+        if own is not None and own != value:
+            _refuse_option(
+                f"{ours} {one_line(str(own))!r} and {theirs} (fence_dummy's name for "
+                f"{ours}) {one_line(str(value))!r} differ; give one of them "
+                "(nothing was sent)"
+            )
+        raw[_longopt(ours)] = value
+        given[ours] = theirs
+    return given
+
+
+def _refuse_option(message: str) -> NoReturn:
+    sys.stderr.write(f"{AGENT_NAME}: Failed: {message}\n")
+    sys.exit(EXIT_FAILED)
 
 
 def report_mounts(settings: _native.Settings) -> None:
@@ -517,11 +639,16 @@ def do_monitor(settings: _native.Settings) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
-def do_validate(settings: _native.Settings, target: str | None) -> int:
+def do_validate(
+    settings: _native.Settings,
+    target: str | None,
+    options: dict[str, Any],
+    dummy: dict[str, str],
+) -> int:
     """Checks settings (already resolved), directories and target; no side effects."""
     from . import _native
 
-    show_origins(settings)
+    show_origins(settings, options, dummy)
     problems = _native.check_directories(settings, create=False)
     warn_nnf(settings)
     report_mounts(settings)
@@ -617,6 +744,7 @@ def run() -> int:
     raw = fencing.process_input(device_opt)
     use_hostname(raw)
     given = dict(raw)
+    dummy = use_dummy_names(raw)
     if str(raw.get("--action", "")).lower() == "validate-all":
         # Pacemaker validates a device without naming a node.
         device_opt.append("no_port")
@@ -635,7 +763,7 @@ def run() -> int:
     target = options.get("--plug")
     settings = resolve_settings(options)
     if action == "validate-all":
-        return do_validate(settings, target)
+        return do_validate(settings, target, options, dummy)
     if action == "monitor":
         return do_monitor(settings)
     if action in ("list", "list-status"):

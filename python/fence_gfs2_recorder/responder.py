@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         "even if the request was withdrawn meanwhile, as nnf-sos does",
     )
     p.add_argument(
+        "--serial",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="answer one request at a time, as nnf-sos's reconciler does, each taking "
+        "SECONDS from its read to its answer (replaces --answer-delay)",
+    )
+    p.add_argument(
         "--nothing-found",
         action="append",
         default=[],
@@ -72,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(sig, _stop)
     print(
         f"fence-gfs2-responder (test double, fences nothing): mode={args.mode} "
-        f"requests={args.request_dir} responses={args.response_dir}",
+        + (f"serial={args.serial:g}s " if args.serial is not None else "")
+        + f"requests={args.request_dir} responses={args.response_dir}",
         flush=True,
     )
     try:
@@ -88,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             force_poll=args.force_poll,
             max_answers=args.count,
             verbose=not args.quiet,
+            serial_cost=args.serial,
         )
     except KeyboardInterrupt:
         pass

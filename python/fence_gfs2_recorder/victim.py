@@ -10,16 +10,23 @@ differ in two cases that look the same on stdin:
   older documentation) and Pacemaker asks it about another node: ``port``
   is a node Pacemaker did not name.
 
-``pcmk_*`` parameters are never passed to the agent, so the map is read
-from the live CIB: the agent acts on ``port`` only when a
-fence_gfs2_recorder device maps ``nodename`` to exactly that ``port``, and
-refuses otherwise (for ``status`` too, so such a device never claims a node
-it would not fence).
+- the device is dedicated to one node (``port=rabbit-compute-1
+  pcmk_host_list=compute-1``, as NNF's HA guide creates them): ``port``
+  is the storage side's name of the one node the device serves.
+
+``pcmk_*`` parameters are never passed to the agent, so the CIB is read:
+the agent acts on ``port`` only when a fence_gfs2_recorder device maps
+``nodename`` to exactly that ``port`` in ``pcmk_host_map``, or has that
+``port`` and a ``pcmk_host_list`` naming ``nodename`` alone; it refuses
+otherwise (for ``status`` too, so such a device never claims a node it
+would not fence). A fixed ``port`` without a host list, or with a list
+naming other or more nodes, still refuses.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -52,8 +59,15 @@ def parse_host_map(text: str) -> dict[str, str]:
     return entries
 
 
+def parse_host_list(text: str) -> list[str]:
+    """pcmk_host_list's names: separated by spaces, tabs, commas or semicolons."""
+    return [n for n in re.split(r"[\s,;]+", text) if n]
+
+
 def mapped_ports(cib_xml: str, nodename: str) -> set[str]:
-    """The ports every fence_gfs2_recorder device's pcmk_host_map gives nodename."""
+    """The ports fence_gfs2_recorder devices give nodename: what a
+    pcmk_host_map maps it to, and the fixed port of a device whose
+    pcmk_host_list names nodename alone."""
     import xml.etree.ElementTree as ET  # only when the names disagree
 
     root = ET.fromstring(cib_xml)
@@ -61,12 +75,18 @@ def mapped_ports(cib_xml: str, nodename: str) -> set[str]:
     for prim in root.iter("primitive"):
         if prim.get("class") != "stonith" or prim.get("type") != AGENT_TYPE:
             continue
-        for attrs in prim.iter("instance_attributes"):
-            for nv in attrs.iter("nvpair"):
-                if nv.get("name") == "pcmk_host_map":
-                    port = parse_host_map(nv.get("value") or "").get(nodename.casefold())
-                    if port is not None:
-                        ports.add(port)
+        params = {
+            nv.get("name"): nv.get("value") or ""
+            for attrs in prim.iter("instance_attributes")
+            for nv in attrs.iter("nvpair")
+        }
+        port = parse_host_map(params.get("pcmk_host_map", "")).get(nodename.casefold())
+        if port is not None:
+            ports.add(port)
+        hosts = parse_host_list(params.get("pcmk_host_list", ""))
+        fixed = params.get("port") or params.get("plug")
+        if fixed and [h.casefold() for h in hosts] == [nodename.casefold()]:
+            ports.add(fixed)
     return ports
 
 
@@ -111,7 +131,8 @@ def check_victim(nodename: str | None, port: str, limit: float | None = None) ->
         return None
     return (
         f"Pacemaker named node {nodename!r} but port is {port!r}, and no "
-        f"{AGENT_TYPE} device maps {nodename!r} to {port!r} in pcmk_host_map: "
+        f"{AGENT_TYPE} device maps {nodename!r} to {port!r} in pcmk_host_map "
+        f"or has port {port!r} with pcmk_host_list naming {nodename!r} alone: "
         "refusing to act on a node Pacemaker did not name (a device with a fixed "
         "port serves only that node; give it pcmk_host_list, or map the name)"
     )
