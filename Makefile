@@ -7,7 +7,7 @@ PYO3_PYTHON ?= $(shell command -v python3)
 export PYO3_PYTHON
 export LD_LIBRARY_PATH := $(shell $(PYO3_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits install bench fmt
+.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits storage-lab install bench fmt
 .DEFAULT_GOAL := help
 
 ## help: list the targets (the default: a bare make runs nothing else)
@@ -35,10 +35,11 @@ test: setup lint model-check rust-test py-test
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests bench
-	$(VENV)/bin/ruff format --check python tests bench
+	$(VENV)/bin/ruff check python tests bench lab
+	$(VENV)/bin/ruff format --check python tests bench lab
 	$(VENV)/bin/mypy --strict python/fence_gfs2_recorder
 	$(VENV)/bin/mypy --strict bench
+	$(VENV)/bin/mypy --strict lab/vmlab.py lab/test_storage_lab.py lab/guest
 	$(PY) -m mypy.stubtest fence_gfs2_recorder._native
 
 ## rust-test: cargo test (engine unit tests, binding tests through PyO3)
@@ -62,11 +63,17 @@ field-cluster: setup
 two-rabbits: setup
 	$(PY) -m pytest -ra -m two_rabbits tests/test_field_two_rabbits.py $(PYTEST_ARGS)
 
+## storage-lab: the fence on real storage: GFS2 over NVMe-oF in VMs, fenced through the agent (root)
+LAB_LOCK ?= /tmp/fgr-cluster.lock
+storage-lab: setup
+	flock $(LAB_LOCK) $(PY) -m pytest -ra -s -p no:cacheprovider lab/test_storage_lab.py $(PYTEST_ARGS)
+	@cat build/storage-lab/banner.txt
+
 ## fmt: rustfmt and ruff fix what lint checks
 fmt:
 	cargo fmt
-	$(VENV)/bin/ruff format python tests bench
-	$(VENV)/bin/ruff check --fix python tests bench
+	$(VENV)/bin/ruff format python tests bench lab
+	$(VENV)/bin/ruff check --fix python tests bench lab
 
 ## install: the agent into /usr/sbin for Pacemaker (root), with its man page
 install: setup
