@@ -50,7 +50,14 @@ class Build:
             text=True,
         ).stdout
         v = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        return cls(Path(v["KERNEL"]), Path(v["INITRD"]), Path(v["ROOTFS"]), Path(v["IMAGE"]), v["KVER"], build_dir)
+        return cls(
+            Path(v["KERNEL"]),
+            Path(v["INITRD"]),
+            Path(v["ROOTFS"]),
+            Path(v["IMAGE"]),
+            v["KVER"],
+            build_dir,
+        )
 
 
 @dataclass
@@ -226,6 +233,18 @@ class Lab:
 
     def link(self, vm: VM, up: bool) -> None:
         run(["ip", "-n", self.netns, "link", "set", vm.tap, "up" if up else "down"])
+
+    def collect_logs(self, paths: str) -> None:
+        """Copies `paths` of every running VM to its run directory (kept
+        until the next run), for a look after a failure."""
+        for vm in self.vms.values():
+            if vm.proc is not None and vm.proc.poll() is None:
+                with contextlib.suppress(LabError, OSError):
+                    vm.sh(
+                        f"mkdir -p /lab/run/{vm.name}/logs; dmesg > /lab/run/{vm.name}/logs/dmesg; "
+                        f"cp -r {paths} /lab/run/{vm.name}/logs/ 2>/dev/null; true",
+                        limit=30,
+                    )
 
     def down(self) -> None:
         for vm in self.vms.values():
