@@ -65,9 +65,11 @@ two-rabbits: setup
 
 ## storage-lab: the fence on real storage: GFS2 over NVMe-oF in VMs, fenced through the agent (root)
 LAB_LOCK ?= /tmp/fgr-cluster.lock
+LAB_BUILD ?= $(abspath build/storage-lab)
+export LAB_BUILD
 storage-lab: setup
 	flock $(LAB_LOCK) $(PY) -m pytest -ra -s -p no:cacheprovider lab/test_storage_lab.py $(PYTEST_ARGS)
-	@cat build/storage-lab/banner.txt
+	@cat $(LAB_BUILD)/banner.txt
 
 ## fmt: rustfmt and ruff fix what lint checks
 fmt:
