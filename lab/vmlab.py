@@ -214,6 +214,7 @@ class Lab:
 
     def up(self, names: dict[str, tuple[int, int]]) -> None:
         """The namespace, its bridge and one tap per VM; the shared directory."""
+        reap_stale_labs()
         shutil.rmtree(self.share, ignore_errors=True)
         shutil.rmtree(self.logs, ignore_errors=True)
         (self.share / "run").mkdir(parents=True)
@@ -253,6 +254,23 @@ class Lab:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         subprocess.run(["ip", "netns", "del", self.netns], stderr=subprocess.DEVNULL, check=False)
+
+
+def reap_stale_labs() -> None:
+    """A lab whose runner died without its teardown (SIGKILL) left its
+    namespace: its QEMU processes (`ip netns pids`) are killed by PID and the
+    namespace deleted. Only namespaces named by this harness, whose runner
+    is gone."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for ns in (line.split()[0] for line in out.splitlines() if line.startswith("fgr-lab-")):
+        owner = ns.removeprefix("fgr-lab-")
+        if owner.isdigit() and Path(f"/proc/{owner}").exists():
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+        for pid in pids.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def run(cmd: list[str]) -> None:
