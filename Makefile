@@ -7,7 +7,7 @@ PYO3_PYTHON ?= $(shell command -v python3)
 export PYO3_PYTHON
 export LD_LIBRARY_PATH := $(shell $(PYO3_PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits nnf-cluster install bench fmt dist dist-check
+.PHONY: help setup dev demo test lint rust-test py-test model-check cluster-test field-cluster two-rabbits nnf-cluster storage-lab install bench fmt dist dist-check
 .DEFAULT_GOAL := help
 
 ## help: list the targets (the default: a bare make runs nothing else)
@@ -35,11 +35,12 @@ test: setup lint model-check rust-test py-test
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests bench packaging
-	$(VENV)/bin/ruff format --check python tests bench packaging
+	$(VENV)/bin/ruff check python tests bench packaging lab
+	$(VENV)/bin/ruff format --check python tests bench packaging lab
 	$(VENV)/bin/mypy --strict python/fence_gfs2_recorder
 	$(VENV)/bin/mypy --strict bench
 	$(VENV)/bin/mypy --strict packaging/run.py
+	$(VENV)/bin/mypy --strict lab/vmlab.py lab/test_storage_lab.py lab/guest
 	$(PY) -m mypy.stubtest fence_gfs2_recorder._native
 
 ## rust-test: cargo test (engine unit tests, binding tests through PyO3)
@@ -71,11 +72,19 @@ nnf-cluster: setup
 	  $(PY) -m pytest -ra tests/nnf_cluster_suite.py $(PYTEST_ARGS); rc=$$?; \
 	cat $$banner; rm -f $$banner; exit $$rc
 
+## storage-lab: the fence on real storage: GFS2 over NVMe-oF in VMs, fenced through the agent (root)
+LAB_LOCK ?= /tmp/fgr-cluster.lock
+LAB_BUILD ?= $(abspath build/storage-lab)
+export LAB_BUILD
+storage-lab: setup
+	flock $(LAB_LOCK) $(PY) -m pytest -ra -s -p no:cacheprovider lab/test_storage_lab.py $(PYTEST_ARGS)
+	@cat $(LAB_BUILD)/banner.txt
+
 ## fmt: rustfmt and ruff fix what lint checks
 fmt:
 	cargo fmt
-	$(VENV)/bin/ruff format python tests bench packaging
-	$(VENV)/bin/ruff check --fix python tests bench packaging
+	$(VENV)/bin/ruff format python tests bench packaging lab
+	$(VENV)/bin/ruff check --fix python tests bench packaging lab
 
 ## install: the agent into /usr/sbin for Pacemaker (root), with its man page
 install: setup

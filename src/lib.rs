@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod nnf_checks;
 pub mod nnf_config;
 pub mod nnf_view;
+pub mod nvmet;
 pub mod protocol;
 pub mod python;
 pub mod python_ast;

@@ -19,6 +19,7 @@ use crate::fenced::{self, UnfenceOutcome};
 use crate::health;
 use crate::journal::{self, Journal};
 use crate::nnf_checks;
+use crate::nvmet::{self, Nvmet};
 use crate::protocol;
 use crate::responder::{self, Mode, ResponderConfig};
 use crate::settings::{self as engine_settings, SettingsInput};
@@ -413,7 +414,8 @@ fn clean_stale(py: Python<'_>, settings: &PySettings) -> Vec<String> {
 #[pyfunction]
 #[pyo3(signature = (request_dir, response_dir, mode="success", delay=0.0, pause=0.2,
                     poll_interval=0.5, force_poll=false, max_answers=None, verbose=true,
-                    answer_delay=0.0, nothing_found=None, serial_cost=None))]
+                    answer_delay=0.0, nothing_found=None, serial_cost=None,
+                    nvmet_subsystem=None, nvmet_root=None))]
 #[allow(clippy::too_many_arguments)]
 fn run_responder(
     py: Python<'_>,
@@ -429,8 +431,27 @@ fn run_responder(
     answer_delay: f64,
     nothing_found: Option<Vec<String>>,
     serial_cost: Option<f64>,
+    nvmet_subsystem: Option<String>,
+    nvmet_root: Option<PathBuf>,
 ) -> PyResult<u64> {
     let mode = Mode::parse(mode).map_err(PyValueError::new_err)?;
+    let nvmet = match (mode, nvmet_subsystem) {
+        (Mode::Detach, Some(t)) => Some(
+            Nvmet::new(nvmet_root.unwrap_or_else(|| nvmet::DEFAULT_ROOT.into()), &t)
+                .map_err(PyValueError::new_err)?,
+        ),
+        (Mode::Detach, None) => {
+            return Err(PyValueError::new_err(
+                "mode detach needs nvmet_subsystem (the subsystem NQN, {target} for the node)",
+            ))
+        }
+        (_, Some(t)) => {
+            return Err(PyValueError::new_err(format!(
+                "nvmet_subsystem {t:?} is used by mode detach only"
+            )))
+        }
+        (_, None) => None,
+    };
     let secs = |name: &str, v: f64| {
         if v.is_finite() && v >= 0.0 {
             Ok(Duration::from_secs_f64(v))
@@ -453,6 +474,7 @@ fn run_responder(
         max_answers,
         verbose,
         serial_cost: serial_cost.map(|v| secs("serial_cost", v)).transpose()?,
+        nvmet,
     };
     let mut raised: Option<PyErr> = None;
     let result = py.detach(|| {

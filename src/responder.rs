@@ -1,7 +1,12 @@
-//! Responder: a stand-in for the NNF reconciler, for demos and tests.
+//! Responder: a stand-in for the NNF reconciler, for demos, tests and labs.
 //!
-//! It is a test double, not a fencing mechanism: it detaches nothing. It
-//! plays nnf-sos's side of the file exchange as nnf-sos does it:
+//! In every mode but `detach` it is a test double, not a fencing mechanism:
+//! it detaches nothing. In mode `detach` (for a lab whose storage is the
+//! kernel's NVMe target) it disables the target's namespaces in nvmet
+//! (`crate::nvmet`) before it answers success, and enables them again once
+//! every success response it knows for the target has been removed (what
+//! `on` does), as nnf-sos re-attaches a node whose record is removed.
+//! It plays nnf-sos's side of the file exchange as nnf-sos does it:
 //!
 //! - at start-up it answers every request already in the directory, however
 //!   old (nnf-sos's start-up scan), then watches for new ones;
@@ -22,8 +27,12 @@
 //! a time: each is read when the one before it is answered (or when it
 //! arrives, if later) and answered `serial_cost` after that, so a burst of
 //! N requests is answered over N times that cost.
+//!
+//! In mode `detach`, a target without a subsystem is answered "nothing
+//! found" (nnf-sos's answer for a node it holds no storage of), and a detach
+//! that fails is answered `"success": false` with the error.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -33,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+use crate::nvmet::Nvmet;
 use crate::protocol;
 use crate::spool::{self, FileRead};
 use crate::wait::{Change, DirWatch};
@@ -48,6 +58,9 @@ pub enum Mode {
     Failure,
     /// Never answers (requests are left where they are).
     Silent,
+    /// Detaches the target in nvmet, then answers as `Success`; re-attaches
+    /// it when its success responses are removed.
+    Detach,
 }
 
 impl Mode {
@@ -57,8 +70,9 @@ impl Mode {
             "inplace" => Ok(Mode::InPlace),
             "failure" => Ok(Mode::Failure),
             "silent" => Ok(Mode::Silent),
+            "detach" => Ok(Mode::Detach),
             other => Err(format!(
-                "unknown responder mode {other:?}: expected success, inplace, failure or silent"
+                "unknown responder mode {other:?}: expected success, inplace, failure, silent or detach"
             )),
         }
     }
@@ -93,6 +107,9 @@ pub struct ResponderConfig {
     /// One request at a time, each taking this long from its read to its
     /// answer (None: every request on its own clock).
     pub serial_cost: Option<Duration>,
+    /// Mode `detach`: where the targets' subsystems are (required there,
+    /// refused in the other modes).
+    pub nvmet: Option<Nvmet>,
 }
 
 impl ResponderConfig {
@@ -130,8 +147,19 @@ fn is_request_name(n: &OsStr) -> bool {
 /// Runs until `stop` returns true (asked at least every 50 ms) or
 /// `max_answers` requests are answered. Returns the number answered.
 pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<u64> {
+    if (cfg.mode == Mode::Detach) != cfg.nvmet.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an nvmet subsystem template is needed by mode detach, and only by it",
+        ));
+    }
     for d in [&cfg.request_dir, &cfg.response_dir] {
         fs::create_dir_all(d)?;
+    }
+    // Mode detach: the success responses on record, by name, with their target.
+    let mut detached: HashMap<String, String> = HashMap::new();
+    if cfg.nvmet.is_some() {
+        detached = successes_on_record(&cfg.response_dir)?;
     }
     let watch = DirWatch::arm(&cfg.request_dir, cfg.force_poll, is_request_name);
     let mut seen: HashSet<String> = HashSet::new();
@@ -147,6 +175,9 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
         }
         let now = Instant::now();
         if now >= next_scan {
+            if let Some(nvmet) = &cfg.nvmet {
+                reattach_removed(cfg, nvmet, &mut detached);
+            }
             for e in fs::read_dir(&cfg.request_dir)? {
                 let n = e?.file_name();
                 if is_request_name(&n) {
@@ -169,7 +200,12 @@ pub fn run(cfg: &ResponderConfig, mut stop: impl FnMut() -> bool) -> io::Result<
                         }
                     }
                     Job::Answer { name, request } => match answer(cfg, &name, &request)? {
-                        Answered::Done => answered += 1,
+                        Answered::Done => {
+                            answered += 1;
+                            if cfg.nvmet.is_some() {
+                                record_if_success(cfg, &name, &mut detached);
+                            }
+                        }
                         Answered::Later(next) => jobs.push(next),
                         Answered::Not => {}
                     },
@@ -290,21 +326,36 @@ fn answer(cfg: &ResponderConfig, name: &str, request: &Map<String, Value>) -> io
         remove_request(&request_path)?;
         return Ok(Answered::Not);
     }
-    let ok = cfg.mode == Mode::Success;
+    let (ok, message) = match (&cfg.nvmet, cfg.mode) {
+        (Some(nvmet), Mode::Detach) => match nvmet.set_attached(&target, false) {
+            Ok(n) => (
+                true,
+                format!(
+                    "Successfully fenced node by disabling {n} NVMe namespaces of {}",
+                    nvmet.subsystem_of(&target)
+                ),
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return answer_in_place(cfg, name, request, request_path).map(Answered::Later);
+            }
+            Err(e) => (false, format!("Failed to fence node: {e}")),
+        },
+        (_, Mode::Success) => (
+            true,
+            "Successfully fenced node by deleting 1 GFS2 storage groups".to_string(),
+        ),
+        _ => (
+            false,
+            "Partially fenced node: handled 1 of 2 storage groups (1 deleted, 0 already deleted). Errors: test responder".to_string(),
+        ),
+    };
     // A Go map marshals with sorted keys, as serde_json's map does.
     let mut body = Map::new();
     for k in protocol::REQUEST_FIELDS {
         body.insert(k.into(), json!(text(request, k)));
     }
     body.insert("success".into(), json!(ok));
-    body.insert(
-        "message".into(),
-        json!(if ok {
-            "Successfully fenced node by deleting 1 GFS2 storage groups"
-        } else {
-            "Partially fenced node: handled 1 of 2 storage groups (1 deleted, 0 already deleted). Errors: test responder"
-        }),
-    );
+    body.insert("message".into(), json!(message));
     body.insert("action_performed".into(), json!("off"));
     let bytes = serde_json::to_vec_pretty(&Value::Object(body)).expect("serializes");
     spool::write_atomic(&cfg.response_dir, name, &bytes, 0o644)?;
@@ -317,6 +368,73 @@ fn answer(cfg: &ResponderConfig, name: &str, request: &Map<String, Value>) -> io
         );
     }
     Ok(Answered::Done)
+}
+
+/// The success responses in `dir` (`*.json` naming a target with `success`
+/// true), by name: what detach mode re-attaches once they are removed.
+fn successes_on_record(dir: &Path) -> io::Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for e in fs::read_dir(dir)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if let Some(target) = success_target(&dir.join(&name))? {
+            out.insert(name, target);
+        }
+    }
+    Ok(out)
+}
+
+fn success_target(path: &Path) -> io::Result<Option<String>> {
+    if !path.to_string_lossy().ends_with(".json") {
+        return Ok(None);
+    }
+    let bytes = match spool::read_regular(path, protocol::MAX_RESPONSE_BYTES)? {
+        FileRead::Bytes(b) => b,
+        FileRead::Missing | FileRead::Refused(_) => return Ok(None),
+    };
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(None);
+    };
+    let target = text(&m, "target_node");
+    Ok((m.get("success") == Some(&json!(true)) && !target.is_empty()).then_some(target))
+}
+
+fn record_if_success(cfg: &ResponderConfig, name: &str, detached: &mut HashMap<String, String>) {
+    if let Ok(Some(target)) = success_target(&cfg.response_dir.join(name)) {
+        detached.insert(name.to_string(), target);
+    }
+}
+
+/// Re-attaches every target whose last success response on record is gone.
+/// A failed attach is printed and tried again at the next scan.
+fn reattach_removed(cfg: &ResponderConfig, nvmet: &Nvmet, detached: &mut HashMap<String, String>) {
+    let gone: Vec<String> = detached
+        .keys()
+        .filter(|n| {
+            matches!(fs::symlink_metadata(cfg.response_dir.join(n)),
+                     Err(e) if e.kind() == io::ErrorKind::NotFound)
+        })
+        .cloned()
+        .collect();
+    for name in gone {
+        let target = detached.remove(&name).expect("listed above");
+        if detached.values().any(|t| *t == target) {
+            continue;
+        }
+        match nvmet.set_attached(&target, true) {
+            Ok(n) => {
+                if cfg.verbose {
+                    println!(
+                        "re-attached {target}: {n} NVMe namespaces of {} enabled ({name} removed)",
+                        nvmet.subsystem_of(&target)
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("fence-gfs2-responder: cannot re-attach {target}: {e}");
+                detached.insert(name, target);
+            }
+        }
+    }
 }
 
 /// The nothing-found answer, in nnf-sos's `FenceResponse` field order.
@@ -392,6 +510,7 @@ mod tests {
             max_answers: Some(1),
             verbose: false,
             serial_cost: None,
+            nvmet: None,
         }
     }
 
@@ -540,6 +659,74 @@ mod tests {
             let gap = w[1].duration_since(w[0]).unwrap();
             assert!(gap >= cost - Duration::from_millis(20), "{gap:?}");
         }
+    }
+
+    #[test]
+    fn detach_disables_the_target_before_answering_and_a_removed_answer_re_attaches() {
+        let (nv, nvmet) = crate::nvmet::tests::fake_nvmet(&["c1", "c2"], 1);
+        let d = Dirs::new("responder");
+        let mut c = cfg(&d, Mode::Detach);
+        c.nvmet = Some(nvmet.clone());
+        c.max_answers = None;
+        let (r, _) = send(&c, "reboot", "c2");
+        let (r9, _) = send(&c, "reboot", "c9");
+        let answer = c.response_dir.join(r.file_name());
+        let unknown = c.response_dir.join(r9.file_name());
+        let resp = answer.clone();
+        let removed = after(Duration::from_millis(1500), move || {
+            fs::remove_file(resp).unwrap()
+        });
+        run(&c, deadline(Duration::from_secs(3))).unwrap();
+        removed.join().unwrap();
+        // Re-attached once the answer was removed; c1 never touched.
+        let enabled = |t| crate::nvmet::tests::enabled(&nv, &nvmet, t);
+        assert_eq!(enabled("c2"), ["1"]);
+        assert_eq!(enabled("c1"), ["1"]);
+        // The answer said what was disabled; the unknown node was told "nothing found".
+        assert!(!answer.exists());
+        let v: Value = serde_json::from_slice(&fs::read(&unknown).unwrap()).unwrap();
+        assert_eq!(v["message"], json!(NOTHING_FOUND_MESSAGE));
+    }
+
+    #[test]
+    fn detach_answers_success_only_with_the_namespace_disabled() {
+        let (nv, nvmet) = crate::nvmet::tests::fake_nvmet(&["c2"], 2);
+        let d = Dirs::new("responder");
+        let mut c = cfg(&d, Mode::Detach);
+        c.nvmet = Some(nvmet.clone());
+        let (r, _) = send(&c, "off", "c2");
+        assert_eq!(run(&c, deadline(Duration::from_secs(10))).unwrap(), 1);
+        assert_eq!(crate::nvmet::tests::enabled(&nv, &nvmet, "c2"), ["0", "0"]);
+        let v = response(&c, &r);
+        assert_eq!(v["success"], json!(true));
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("disabling 2 NVMe namespaces"),
+            "{v}"
+        );
+        // A responder started later finds the record: removing it re-attaches.
+        let mut again = c.clone();
+        again.max_answers = None;
+        let resp = c.response_dir.join(r.file_name());
+        let removed = after(Duration::from_millis(500), move || {
+            fs::remove_file(resp).unwrap()
+        });
+        run(&again, deadline(Duration::from_millis(1500))).unwrap();
+        removed.join().unwrap();
+        assert_eq!(crate::nvmet::tests::enabled(&nv, &nvmet, "c2"), ["1", "1"]);
+    }
+
+    #[test]
+    fn detach_needs_the_template_and_only_detach_takes_it() {
+        let (_nv, nvmet) = crate::nvmet::tests::fake_nvmet(&["c2"], 1);
+        let d = Dirs::new("responder");
+        let c = cfg(&d, Mode::Detach);
+        assert!(run(&c, deadline(Duration::ZERO)).is_err());
+        let mut c = cfg(&d, Mode::Success);
+        c.nvmet = Some(nvmet);
+        assert!(run(&c, deadline(Duration::ZERO)).is_err());
     }
 
     #[test]

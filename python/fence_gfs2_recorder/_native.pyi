@@ -172,10 +172,15 @@ def run_responder(
     answer_delay: float = 0.0,
     nothing_found: list[str] | None = None,
     serial_cost: float | None = None,
+    nvmet_subsystem: str | None = None,
+    nvmet_root: str | None = None,
 ) -> int:
     """Plays the storage side on the directories until a signal; returns the
-    number of answers written. Raises OSError (FileNotFoundError,
-    PermissionError) when a directory cannot be used."""
+    number of answers written. Mode ``detach`` disables the target's
+    namespaces in nvmet (subsystem ``nvmet_subsystem``, ``{target}`` standing
+    for the node) before answering, and enables them when the answer is
+    removed. Raises OSError (FileNotFoundError, PermissionError) when a
+    directory cannot be used, ValueError for a bad mode or template."""
 
 def is_fenced(settings: Settings, target: bytes) -> bool:
     """True while nnf-sos counts ``target`` fenced. Raises OSError

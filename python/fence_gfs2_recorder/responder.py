@@ -1,8 +1,12 @@
 """``fence-gfs2-responder``: a stand-in for the NNF reconciler.
 
-THIS IS A TEST DOUBLE, NOT A FENCING MECHANISM. It detaches no storage and
-fences nothing: it only answers fence requests the way the NNF reconciler
-does, so that the agent can be demonstrated and tested without Kubernetes.
+THIS IS A TEST DOUBLE, NOT A FENCING MECHANISM, in every mode but
+``detach``: it detaches no storage and fences nothing, it only answers fence
+requests the way the NNF reconciler does, so that the agent can be
+demonstrated and tested without Kubernetes. Mode ``detach`` is for a lab
+whose storage is the Linux NVMe target (nvmet): it disables the node's
+namespaces before answering success, and enables them again when the answer
+is removed (``on``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from types import FrameType
 
 DESCRIPTION = (
     "Test double for the NNF reconciler: answers fence_gfs2_recorder requests. "
-    "It is NOT a fencing mechanism and detaches no storage; use it only for "
-    "demos and tests."
+    "It is NOT a fencing mechanism and detaches no storage (except in mode detach, "
+    "for a lab on the Linux NVMe target); use it only for demos, tests and labs."
 )
 
 
@@ -29,12 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--response-dir", required=True, help="directory to write the answers to")
     p.add_argument(
         "--mode",
-        choices=["success", "inplace", "failure", "silent"],
+        choices=["success", "inplace", "failure", "silent", "detach"],
         default="success",
         help="success: storage found and detached, pretty JSON renamed into place; "
         "inplace: nothing found, compact JSON with "
         '"status": "success" written in place in two parts; failure: storage found, '
-        '"success": false; silent: never answer (default: %(default)s)',
+        '"success": false; silent: never answer; detach: disable the node\'s namespaces '
+        "in nvmet (--nvmet-subsystem), then answer as success, and enable them again "
+        "when the answer is removed (default: %(default)s)",
     )
     p.add_argument(
         "--delay", type=float, default=0.0, help="seconds to wait before reading a request"
@@ -69,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-poll", action="store_true", help="poll only, no inotify")
     p.add_argument("--count", type=int, default=None, help="exit after this many answers")
     p.add_argument("--quiet", action="store_true", help="do not print a line per answer")
+    p.add_argument(
+        "--nvmet-subsystem",
+        default=None,
+        metavar="NQN",
+        help="detach: the subsystem NQN of a node, {target} standing for its name",
+    )
+    p.add_argument(
+        "--nvmet-root",
+        default=None,
+        metavar="DIR",
+        help="detach: the nvmet configfs directory (default /sys/kernel/config/nvmet)",
+    )
     return p
 
 
@@ -79,7 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop)
     print(
-        f"fence-gfs2-responder (test double, fences nothing): mode={args.mode} "
+        (
+            "fence-gfs2-responder (lab: detaches in nvmet)"
+            if args.mode == "detach"
+            else "fence-gfs2-responder (test double, fences nothing)"
+        )
+        + f": mode={args.mode} "
         + (f"serial={args.serial:g}s " if args.serial is not None else "")
         + f"requests={args.request_dir} responses={args.response_dir}",
         flush=True,
@@ -98,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
             max_answers=args.count,
             verbose=not args.quiet,
             serial_cost=args.serial,
+            nvmet_subsystem=args.nvmet_subsystem,
+            nvmet_root=args.nvmet_root,
         )
     except KeyboardInterrupt:
         pass
