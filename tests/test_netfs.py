@@ -169,6 +169,12 @@ def test_a_silent_responder_still_times_out_and_the_request_is_withdrawn(
     final = net.dirs.jsonl()[-1]
     assert final["status"] == "timeout", final
     assert "withdrawn" in final["details"], final
+    # FUSE keeps a file unlinked while open as .fuse_hidden* until the
+    # daemon handles its release, which the kernel sends after the agent's
+    # exit has closed it: give that a moment, then nothing may be left.
+    deadline = time.monotonic() + 10
+    while os.listdir(net.store / "requests") and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert os.listdir(net.store / "requests") == []
 
 
