@@ -470,8 +470,9 @@ def test_isolation(cluster: Cluster) -> None:
         f"isolation: link cut -> detach {t_detach - t_cut:.1f} s -> agent exit "
         f"{t_agent_exit - t_cut:.1f} s -> compute-node-1 writing again {t_c1 - t_cut:.1f} s"
     )
-    # The agent reported the fence only after the namespace was disabled.
-    assert t_agent_exit > t_detach
+    # The agent reported the fence only after the namespace was disabled
+    # (the observer samples both every 20 ms: one sample may see both).
+    assert t_agent_exit >= t_detach
     with Phase("isolation: link back, late writes checked"):
         lab.link(c.vm[C2], up=True)
         # nvme-tcp reconnects after 2 s; its queued writes meet the disabled namespace.
