@@ -343,6 +343,9 @@ def configure_fencing(c: Cluster) -> None:
             "response_dir": RESP,
             "log_dir": "/var/log/gfs2-fencing",
             "fence_timeout": str(FENCE_TIMEOUT),
+            # No Kubernetes in the lab: GFS2 discovery is off on purpose, or
+            # monitor would fail (it cannot list NnfNodeBlockStorages).
+            "kubectl_path": "off",
             "pcmk_reboot_timeout": "50s",
             "pcmk_off_timeout": "50s",
             "pcmk_on_timeout": "50s",
@@ -355,6 +358,7 @@ def configure_fencing(c: Cluster) -> None:
         {
             "pcmk_host_list": RABBIT,
             "fence_timeout": "1",
+            "kubectl_path": "off",
             "request_dir": "/run/gfs2-unfence-only/requests",
             "response_dir": "/run/gfs2-unfence-only/responses",
         },
