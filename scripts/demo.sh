@@ -15,6 +15,10 @@ mkdir -p "$REQ" "$RESP"
 KUBECTL=$DEMO/kubectl-sample
 printf '#!/bin/sh\nexec cat %q\n' "$PWD/tests/data/nnfnodeblockstorages.json" >"$KUBECTL"
 chmod 0755 "$KUBECTL"
+# The agent always names a kubeconfig to kubectl; the stand-in reads none,
+# but the agent checks that the file is there.
+KUBECONFIG_FILE=$DEMO/kubeconfig
+printf 'apiVersion: v1\nkind: Config\n' >"$KUBECONFIG_FILE"
 
 # The responder answers after 0.3 s, roughly what a real detach takes.
 "$BIN/fence-gfs2-responder" --request-dir "$REQ" --response-dir "$RESP" --delay 0.3 >"$DEMO/responder.out" 2>&1 &
@@ -25,6 +29,7 @@ sleep 0.3
 section() { printf '\n=== %s\n' "$*"; }
 run_agent() { # stdin lines as Pacemaker sends them
   printf '%s\n' "$@" "request_dir=$REQ" "response_dir=$RESP" "log_dir=$LOGS" "fence_timeout=10" \
+    "kubeconfig=$KUBECONFIG_FILE" \
     | env -u FENCE_TIMEOUT FENCE_KUBECTL="$KUBECTL" "$BIN/fence_gfs2_recorder"
 }
 
