@@ -770,7 +770,7 @@ def test_exchange_on_nfs(cluster: Cluster) -> None:
         for d, o in options.items():
             args = (
                 f"--request-dir=/mnt/{d}/requests --response-dir=/mnt/{d}/responses "
-                f"--log-dir=/tmp/log-{d}"
+                f"--log-dir=/var/log/lab-nfs-{d}"
             )
             _rc, val = r.sh_rc(f"{AGENT} -o validate-all {args} 2>&1")
             warned = "lookupcache" in val or "caches missing names" in val
