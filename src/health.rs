@@ -207,9 +207,10 @@ fn access_problem(dir: &Path) -> Option<String> {
 /// without following links, written, synced, renamed, the directory synced)
 /// under dot-names nnf-sos and the clean-up ignore, and is removed. Its lock
 /// is tried too, and a refusal only noted: the fence does not depend on it.
+/// Opens of the probe are not watched: nobody else reads it.
 pub fn request_write_problem(dir: &Path) -> Option<String> {
     let name = format!(".monitor-probe-{}.tmp", uuid::Uuid::new_v4());
-    let probe = match spool::publish(dir, &name, b"{}\n", 0o600) {
+    let probe = match spool::publish_unwatched(dir, &name, b"{}\n", 0o600) {
         Ok(p) => p,
         Err(e) => {
             return Some(format!(

@@ -132,6 +132,23 @@ impl Drop for Published {
 /// An error means nothing was published (the temp is removed); after the
 /// rename only [`Published::sync_error`] can say something went wrong.
 pub fn publish(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<Published> {
+    publish_as(dir, name, bytes, mode, true)
+}
+
+/// [`publish`]'s steps without the opens watch, for a file no one else
+/// reads (monitor's probe): closing an inotify instance costs an SRCU grace
+/// period, milliseconds a monitor would spend at its exit.
+pub fn publish_unwatched(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<Published> {
+    publish_as(dir, name, bytes, mode, false)
+}
+
+fn publish_as(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    watch_opens: bool,
+) -> io::Result<Published> {
     let tmp = dir.join(temp_name(name));
     let dest = dir.join(name);
     let unpublished = |e: io::Error| {
@@ -151,7 +168,11 @@ pub fn publish(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<Pu
     // not do locks: a marker, which the fence does not depend on.
     let unmarked = flock(&f, libc::LOCK_EX | libc::LOCK_NB).err();
     // Armed before the rename: no other process can have opened it yet.
-    let opens = OpenWatch::arm(&f, dir);
+    let opens = if watch_opens {
+        OpenWatch::arm(&f, dir)
+    } else {
+        OpenWatch::unwatched()
+    };
     f.write_all(bytes).map_err(unpublished)?;
     f.sync_all().map_err(unpublished)?;
     fs::rename(&tmp, &dest).map_err(unpublished)?;
@@ -193,6 +214,18 @@ pub enum Opened {
 }
 
 impl OpenWatch {
+    /// No watch: opens are not looked for.
+    fn unwatched() -> OpenWatch {
+        OpenWatch {
+            fd: None,
+            wd: None,
+            target: None,
+            blind: Some("opens are not watched".into()),
+            remote: None,
+            opened: 0,
+        }
+    }
+
     fn arm(file: &File, dir: &Path) -> OpenWatch {
         let remote = remote_file_system(dir).map(|fs| {
             format!(
