@@ -172,7 +172,7 @@ settings_items! {
         nnf_config_origin: String = shared.origin.clone();
         /// The statements of NNF's shared config its reader ignored.
         nnf_config_notes: Vec<String> = shared.parsed.notes.clone();
-        /// (setting, origin) for each directory setting.
+        /// (setting, origin) for each path, kubeconfig and seconds setting.
         origins: Vec<(String, String)> = std::mem::take(&mut r.origins);
     }
 }
@@ -364,7 +364,7 @@ struct Resolver<'a> {
     input: &'a SettingsInput,
     env: &'a dyn Fn(&str) -> Option<String>,
     errors: Vec<SettingsError>,
-    /// Where each directory setting came from: (setting, origin).
+    /// Where each path, kubeconfig and seconds setting came from: (setting, origin).
     origins: Vec<(String, String)>,
 }
 
@@ -381,6 +381,21 @@ impl Resolver<'_> {
         let (_, env_name) = SETTINGS.iter().find(|(name, _)| *name == setting)?;
         let value = (self.env)(env_name)?;
         Some(raw(format!("environment variable {env_name}"), value))
+    }
+
+    /// Keeps where `setting`'s value came from (validate-all shows it).
+    fn note_origin(
+        &mut self,
+        setting: &'static str,
+        raw: &Option<Raw>,
+        default: impl FnOnce() -> String,
+    ) {
+        let origin = match raw {
+            Some(r) if r.source == "option" => format!("option {setting}"),
+            Some(r) => r.source.clone(),
+            None => default(),
+        };
+        self.origins.push((setting.to_string(), origin));
     }
 
     fn check<T>(&mut self, r: Result<T, SettingsError>, fallback: T) -> T {
@@ -414,6 +429,7 @@ impl Resolver<'_> {
     /// As `seconds`, with a default computed from other settings.
     fn seconds_or(&mut self, setting: &'static str, default: Duration, spec: Seconds) -> Duration {
         let raw = self.raw(setting);
+        self.note_origin(setting, &raw, || "default".to_string());
         let parse = |v: &str| parse_seconds(v, spec.min, spec.max);
         self.parsed(raw, default, Duration::ZERO, parse)
     }
@@ -442,16 +458,13 @@ impl Resolver<'_> {
     /// (its home from the password database, never from `HOME`).
     fn kubeconfig(&mut self, setting: &'static str) -> Option<PathBuf> {
         let raw = self.raw(setting);
-        let origin = match &raw {
-            Some(r) if r.source == "option" => format!("option {setting}"),
-            Some(r) => r.source.clone(),
-            None => format!(
+        self.note_origin(setting, &raw, || {
+            format!(
                 "default: ~/{DEFAULT_KUBECONFIG_IN_HOME} of uid {}, its home from the \
                  password database",
                 effective_uid()
-            ),
-        };
-        self.origins.push((setting.to_string(), origin));
+            )
+        });
         let default = default_kubeconfig();
         self.parsed(raw, default, None, |v| absolute_path(v).map(Some))
     }
@@ -471,12 +484,7 @@ impl Resolver<'_> {
                 value,
             })
         });
-        let origin = match &raw {
-            Some(r) if r.source == "option" => format!("option {setting}"),
-            Some(r) => r.source.clone(),
-            None => "default".to_string(),
-        };
-        self.origins.push((setting.to_string(), origin));
+        self.note_origin(setting, &raw, || "default".to_string());
         self.parsed(
             raw,
             PathBuf::from(default),

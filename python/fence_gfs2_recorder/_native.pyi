@@ -90,7 +90,7 @@ class Settings:
         """The statements of that config its reader ignored."""
     @property
     def origins(self) -> list[tuple[str, str]]:
-        """(setting, origin) of each directory setting."""
+        """(setting, origin) of each path, kubeconfig and seconds setting."""
 
 @final
 class FenceResult:

@@ -510,12 +510,9 @@ def warn_nnf(settings: _native.Settings) -> None:
         logging.warning("Warning: %s", one_line(w))
 
 
-def show_origins(
-    settings: _native.Settings, options: dict[str, Any], dummy: dict[str, str]
-) -> None:
+def show_origins(settings: _native.Settings, dummy: dict[str, str]) -> None:
     """Where each directory and time setting came from (validate-all); a
     value given under fence_dummy's name says so."""
-    from . import _native
 
     def named(name: str, origin: str) -> str:
         if name in dummy and origin == f"option {name}":
@@ -527,21 +524,12 @@ def show_origins(
         "response_dir": settings.response_dir,
         "log_dir": settings.log_dir,
         "kubeconfig": settings.kubeconfig or "",
+        "fence_timeout": f"{settings.fence_timeout:g}",
+        "poll_interval": f"{settings.poll_interval:g}",
     }
-    for name, origin in settings.origins:
-        print(f"{name}={one_line(values.get(name, ''))} (from {one_line(named(name, origin))})")
-    env = dict(_native.SETTINGS)
-    for name, seconds in (
-        ("fence_timeout", settings.fence_timeout),
-        ("poll_interval", settings.poll_interval),
-    ):
-        if options.get(_longopt(name)) is not None:
-            origin = f"option {name}"
-        elif os.environ.get(env[name]) is not None:
-            origin = f"environment variable {env[name]}"
-        else:
-            origin = "default"
-        print(f"{name}={seconds:g} (from {named(name, origin)})")
+    origins = dict(settings.origins)
+    for name, value in values.items():
+        print(f"{name}={one_line(value)} (from {one_line(named(name, origins[name]))})")
     config, origin = settings.nnf_config, one_line(settings.nnf_config_origin)
     print(f"nnf_config={one_line(config)} (from {origin})" if config else f"nnf_config= ({origin})")
     for note in settings.nnf_config_notes:
@@ -648,7 +636,7 @@ def do_validate(
     """Checks settings (already resolved), directories and target; no side effects."""
     from . import _native
 
-    show_origins(settings, options, dummy)
+    show_origins(settings, dummy)
     problems = _native.check_directories(settings, create=False)
     warn_nnf(settings)
     report_mounts(settings)
